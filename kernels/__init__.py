@@ -1,0 +1,33 @@
+"""rfengine.kernels: pure tensor functions (Gaussian splatting, segment reductions).
+
+No I/O and no configuration here; results stay on the inputs' device.
+"""
+
+from rfengine.kernels.segment import segment_sum, weighted_moments
+from rfengine.kernels.splat import (
+    MIN_EXPONENT,
+    Preset,
+    annotator_peaks,
+    discrete_kernel_radius,
+    gaussian_profiles,
+    mean_shift_modes,
+    pack_columns,
+    reflected_kernel_profiles,
+    sigma_px,
+    splat_heatmaps,
+)
+
+__all__ = [
+    "MIN_EXPONENT",
+    "Preset",
+    "annotator_peaks",
+    "discrete_kernel_radius",
+    "gaussian_profiles",
+    "mean_shift_modes",
+    "pack_columns",
+    "reflected_kernel_profiles",
+    "segment_sum",
+    "sigma_px",
+    "splat_heatmaps",
+    "weighted_moments",
+]

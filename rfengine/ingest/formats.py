@@ -1,0 +1,76 @@
+"""Opening tables by extension: JSONL, CSV and Parquet, with one-line errors for broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rfengine.errors import InputError
+
+Format = Literal["jsonl", "csv", "parquet"]
+
+_EXTENSIONS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def table_format(path: Path) -> Format:
+    """The format named by the file's extension; an InputError for anything else."""
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(_EXTENSIONS))
+        raise InputError(
+            f"{path}: unknown table extension {path.suffix!r}; expected one of {known}"
+        )
+    return fmt
+
+
+def check_readable(path: Path) -> Format:
+    """Check that ``path`` exists, is non-empty and looks like its extension says."""
+    fmt = table_format(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: empty file")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        if fmt == "parquet":
+            fh.seek(max(size - 4, 0))
+            tail = fh.read(4)
+    if fmt == "parquet" and head != b"PAR1":
+        raise InputError(f"{path}: not a Parquet file (no PAR1 magic bytes)")
+    if fmt == "parquet" and tail != b"PAR1":
+        raise InputError(f"{path}: truncated Parquet file (no footer)")
+    if fmt != "parquet" and head == b"PAR1":
+        raise InputError(f"{path}: this is a Parquet file, but its extension says {fmt}")
+    if fmt != "parquet" and b"\x00" in head:
+        raise InputError(f"{path}: binary data in a {fmt} file")
+    return fmt
+
+
+def read_parquet(path: Path) -> tuple[pa.Table, list[int]]:
+    """The whole Parquet table and its row-group sizes."""
+    try:
+        pf = pq.ParquetFile(path)
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+        return pf.read(), sizes
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: unreadable Parquet file: {exc}") from None
+
+
+def parquet_where(row: int, group_sizes: list[int]) -> str:
+    """``"row group G, row R"`` for a 0-based global row index."""
+    for g, n in enumerate(group_sizes):
+        if row < n:
+            return f"row group {g}, row {row}"
+        row -= n
+    return f"row {row}"

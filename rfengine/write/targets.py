@@ -1,0 +1,127 @@
+"""Training targets as safetensors shards, with a symmetric loader.
+
+One series of shards per heatmap size: ``targets/{H}x{W}-{k:05d}.safetensors``. With a
+fixed ``--heatmap-size`` there is one series; at native size, images of different sizes
+go to different series (nothing is resized or padded). ``targets/index.json`` lists the
+shards. Each shard holds, for its ``N`` images (``row`` gives their dataset rows):
+
+==========================  ==============  =============================================
+tensor                      shape, dtype    meaning
+==========================  ==============  =============================================
+``row``                     (N,) int64      row in the images table / dataset
+``coherence_heatmap``       (N, H, W)       heatmap, zeros where absent
+``coherence_mask``          (N,) bool       heatmap present
+``alignment_heatmap``       (N, H, W)       likewise
+``alignment_mask``          (N,) bool
+``scores``                  (N, 3) float32  style, coherence, alignment means (0 if null)
+``scores_norm``             (N, 3) float32  (score - 1) / 4
+``scores_mask``             (N, 3) bool     score present
+``word_values``             (T,) float32    per-token weight sums, image after image
+``word_offsets``            (N + 1,) int64  image k's tokens: values[off[k]:off[k+1]]
+``no_mistake``              (N,) float32    "[No_Mistake]" weight
+``word_weight_total``       (N,) float32    total weight of word responses
+``word_mask``               (N,) bool       word responses present
+==========================  ==============  =============================================
+
+Metadata (strings): ``format`` = ``rfengine-targets/1``, ``image_ids`` (JSON list),
+``criteria`` (JSON list), ``height``, ``width``, ``preset``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from rfengine.ingest import CRITERIA
+
+if TYPE_CHECKING:
+    from rfengine.aggregate import AggregationResult
+
+FORMAT = "rfengine-targets/1"
+SHARD_BYTES = 1 << 30
+
+
+def _shape_groups(result: AggregationResult) -> dict[tuple[int, int], np.ndarray]:
+    """Rows by heatmap size (fixed size: one group; native: one per image size)."""
+    size = result.config["heatmap_size"]
+    n = len(result.images)
+    if size != "native":
+        h, w = (int(v) for v in size.split("x"))
+        return {(h, w): np.arange(n)}
+    keys = result.images.height * (1 << 32) + result.images.width
+    return {(int(k >> 32), int(k & 0xFFFFFFFF)): np.flatnonzero(keys == k) for k in np.unique(keys)}
+
+
+def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, int]) -> dict:
+    """The tensors of one shard (see the module docstring)."""
+    h, w = hw
+    dt = torch.float16 if result.config["dtype"] == "float16" else torch.float32
+    t: dict[str, torch.Tensor] = {"row": torch.from_numpy(rows.astype(np.int64))}
+    for kind in ("coherence", "alignment"):
+        maps = [result.heatmaps[kind][k] for k in rows]
+        stack = torch.zeros((len(rows), h, w), dtype=dt)
+        for q, m in enumerate(maps):
+            if m is not None:
+                stack[q] = torch.from_numpy(m)
+        t[f"{kind}_heatmap"] = stack
+        t[f"{kind}_mask"] = torch.tensor([m is not None for m in maps], dtype=torch.bool)
+    score = np.stack([result.scores[c].score[rows] for c in CRITERIA], 1)
+    mask = ~np.isnan(score)
+    t["scores"] = torch.from_numpy(np.where(mask, score, 0).astype(np.float32))
+    t["scores_norm"] = torch.from_numpy(np.where(mask, (score - 1) / 4, 0).astype(np.float32))
+    t["scores_mask"] = torch.from_numpy(mask)
+    words = result.words
+    vals = [words.tokens(k) for k in rows]
+    t["word_values"] = torch.from_numpy(
+        np.concatenate(vals).astype(np.float32) if vals else np.zeros(0, np.float32)
+    )
+    t["word_offsets"] = torch.from_numpy(
+        np.concatenate([[0], np.cumsum([len(v) for v in vals])]).astype(np.int64)
+    )
+    t["no_mistake"] = torch.from_numpy(words.no_mistake[rows].astype(np.float32))
+    t["word_weight_total"] = torch.from_numpy(words.total[rows].astype(np.float32))
+    t["word_mask"] = torch.from_numpy(words.count[rows] > 0)
+    return t
+
+
+def write_targets(result: AggregationResult, folder: Path) -> list[dict]:
+    """Write every shard and ``index.json``; returns the index entries."""
+    folder.mkdir(parents=True, exist_ok=True)
+    itemsize = 2 if result.config["dtype"] == "float16" else 4
+    index = []
+    for (h, w), rows in sorted(_shape_groups(result).items()):
+        per_shard = max(1, SHARD_BYTES // (2 * h * w * itemsize))
+        for s, start in enumerate(range(0, len(rows), per_shard)):
+            part = rows[start : start + per_shard]
+            name = f"{h}x{w}-{s:05d}.safetensors"
+            meta = {
+                "format": FORMAT,
+                "image_ids": json.dumps([result.images.ids[k] for k in part]),
+                "criteria": json.dumps(list(CRITERIA)),
+                "height": str(h),
+                "width": str(w),
+                "preset": result.config["preset"],
+            }
+            save_file(shard_tensors(result, part, (h, w)), str(folder / name), metadata=meta)
+            index.append({"file": name, "height": h, "width": w, "images": len(part)})
+    (folder / "index.json").write_text(json.dumps({"format": FORMAT, "shards": index}, indent=2))
+    return index
+
+
+def load_targets(path: str | Path, *, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Load one shard: ``(tensors, metadata)`` with ``image_ids``/``criteria`` decoded."""
+    from safetensors import safe_open
+
+    tensors = load_file(str(path), device=device)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata() or {})
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an rfengine targets shard (format {meta.get('format')!r})")
+    meta["image_ids"] = json.loads(meta["image_ids"])
+    meta["criteria"] = json.loads(meta["criteria"])
+    return tensors, meta

@@ -1,0 +1,242 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import ref_default_heatmap, ref_default_map, ref_rapidata_heatmap
+from rfengine.kernels import (
+    MIN_EXPONENT,
+    annotator_peaks,
+    discrete_kernel_radius,
+    gaussian_profiles,
+    reflected_kernel_profiles,
+    splat_heatmaps,
+)
+from scipy.ndimage import gaussian_filter1d
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ],
+    ),
+]
+
+coord = st.floats(0.0, 1.0, allow_nan=False)
+point = st.tuples(coord, coord)
+annotator = st.tuples(st.lists(point, max_size=3), st.floats(0.0, 5.0, allow_nan=False))
+
+
+def run_splat(annotators, W, H, out_hw=None, preset="default", dtype=torch.float64, device="cpu"):
+    """Engine heatmap of one image from (points, weight) annotators, as float64 numpy."""
+    if preset == "default":
+        total = sum(w for _, w in annotators)
+        scale = [w / total for _, w in annotators]
+    else:
+        scale = [1 / len(annotators)] * len(annotators)
+    px, py, pa, asc = [], [], [], []
+    for (pts, _), s in zip(annotators, scale, strict=True):
+        if not pts:
+            continue
+        for x, y in pts:
+            px.append(x)
+            py.append(y)
+            pa.append(len(asc))
+        asc.append(s)
+
+    def t(v, dt=dtype):
+        return torch.tensor(v, dtype=dt, device=device)
+
+    out = splat_heatmaps(
+        t(px),
+        t(py),
+        t([0] * len(px), torch.long),
+        t(pa, torch.long),
+        t([0] * len(asc), torch.long),
+        t(asc),
+        t([W], torch.long),
+        t([H], torch.long),
+        out_hw or (H, W),
+        preset,
+    )
+    return out[0].double().cpu().numpy()
+
+
+def test_gaussian_profiles_match_formula():
+    coord = torch.tensor([[0.0, 0.3, 1.0]], dtype=torch.float64)
+    got = gaussian_profiles(
+        coord, torch.tensor([200.0], dtype=torch.float64), 50, torch.tensor([7.0])
+    )
+    centres = (np.arange(50) + 0.5) / 50 * 200
+    want = np.exp(-((centres[None, :] - np.array([0, 60, 200])[:, None]) ** 2) / (2 * 7.0**2))
+    # exact down to the documented clamp of the exponent at MIN_EXPONENT
+    np.testing.assert_allclose(got[0].numpy(), want, rtol=1e-12, atol=np.exp(MIN_EXPONENT) * 1.01)
+    assert float(got.min()) == pytest.approx(np.exp(MIN_EXPONENT), rel=1e-12)
+
+
+@pytest.mark.parametrize("size,sigma", [(40, 2.5), (53, 4.0), (7, 0.35), (100, 6.0)])
+def test_reflected_profiles_match_scipy(size, sigma):
+    s = torch.tensor([sigma], dtype=torch.float64)
+    r = discrete_kernel_radius(s)
+    m = torch.arange(size)[None, :]
+    got = reflected_kernel_profiles(m, size, s, r)[0].numpy()
+    for k in range(size):
+        impulse = np.zeros(size)
+        impulse[k] = 1
+        want = gaussian_filter1d(impulse, sigma, truncate=3, mode="reflect")
+        np.testing.assert_allclose(got[k], want, atol=1e-15)
+
+
+offset = st.floats(-0.12, 0.12, allow_nan=False)
+clustered = st.tuples(point, st.lists(st.tuples(offset, offset), min_size=0, max_size=2)).map(
+    lambda c: (
+        [c[0]]
+        + [(min(max(c[0][0] + dx, 0.0), 1.0), min(max(c[0][1] + dy, 0.0), 1.0)) for dx, dy in c[1]]
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pts=st.one_of(clustered, st.lists(point, min_size=1, max_size=3)),
+    W=st.integers(8, 90),
+    H=st.integers(8, 90),
+    out=st.one_of(st.none(), st.tuples(st.integers(4, 64), st.integers(4, 64))),
+    preset=st.sampled_from(["default", "rapidata-2025"]),
+)
+def test_annotator_peak_is_the_grid_maximum(pts, W, H, out, preset):
+    # clicks a few sigma apart make merged or twin modes away from every click
+    if preset == "rapidata-2025":
+        out = None
+    m = run_splat([(pts, 1.0)], W, H, out_hw=out, preset=preset)
+    ref = ref_default_map(pts, W, H, out) if preset == "default" else None
+    assert m.max() == pytest.approx(1.0, abs=1e-12)
+    if ref is not None:  # 1e-9: exponents clamped at MIN_EXPONENT on degenerate coarse grids
+        np.testing.assert_allclose(m, ref, atol=1e-9)
+
+
+def test_annotator_peaks_on_merged_modes():
+    # two clicks 1.5 sigma apart merge into one mode between them, away from both clicks
+    W = H = 200
+    pts = [(0.4, 0.5), (0.475, 0.5)]
+    ref = ref_default_map(pts, W, H)
+    got = run_splat([(pts, 1.0)], W, H)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    # the raw kernel call gives the unnormalised maximum
+    cx = torch.tensor([[0.4, 0.475]], dtype=torch.float64)
+    cy = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    s = torch.tensor([10.0], dtype=torch.float64)
+    e = torch.tensor([200.0], dtype=torch.float64)
+    gy = gaussian_profiles(cy, e, H, s).transpose(1, 2)
+    gx = gaussian_profiles(cx, e, W, s)
+    full = (gy @ gx)[0]
+    peak = annotator_peaks(
+        gy,
+        gx,
+        torch.tensor([0]),
+        torch.tensor([0]),
+        torch.tensor([2]),
+        torch.tensor([[100, 100, 100, 100]]),
+        torch.tensor([[80, 95, 80, 88]]),
+    )
+    assert float(peak[0]) == pytest.approx(float(full.max()), rel=1e-14)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "W,H,out_hw", [(64, 48, None), (37, 91, None), (100, 80, (32, 40)), (60, 60, (128, 128))]
+)
+def test_default_heatmap_matches_reference(device, W, H, out_hw):
+    rng = np.random.default_rng(W * H)
+    for _ in range(10):
+        anns = [
+            ([tuple(rng.random(2)) for _ in range(rng.integers(0, 4))], float(rng.random()))
+            for _ in range(rng.integers(1, 8))
+        ]
+        if sum(w for _, w in anns) == 0:
+            continue
+        ref = ref_default_heatmap(anns, W, H, out_hw)
+        np.testing.assert_allclose(run_splat(anns, W, H, out_hw, device=device), ref, atol=1e-12)
+        got32 = run_splat(anns, W, H, out_hw, dtype=torch.float32, device=device)
+        np.testing.assert_allclose(got32, ref, atol=2e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("W,H", [(64, 48), (37, 91), (120, 120)])
+def test_rapidata_heatmap_matches_published_method(device, W, H):
+    rng = np.random.default_rng(W + H)
+    for _ in range(10):
+        anns = [
+            ([tuple(rng.random(2)) for _ in range(rng.integers(0, 4))], 1.0)
+            for _ in range(rng.integers(1, 8))
+        ]
+        ref = ref_rapidata_heatmap([p for p, _ in anns], W, H)
+        got = run_splat(anns, W, H, preset="rapidata-2025", device=device)
+        np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(anns=st.lists(annotator, min_size=1, max_size=6), W=st.integers(4, 60), H=st.integers(4, 60))
+def test_default_heatmap_within_unit_interval(anns, W, H):
+    if sum(w for _, w in anns) == 0:
+        return
+    got = run_splat(anns, W, H, dtype=torch.float32)
+    assert got.min() >= 0.0
+    assert got.max() <= 1.0 + 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=point, W=st.integers(4, 120), H=st.integers(4, 120))
+def test_single_click_peaks_at_its_own_pixel(p, W, H):
+    got = run_splat([([p], 1.0)], W, H, dtype=torch.float32)
+    i, j = min(int(p[1] * H), H - 1), min(int(p[0] * W), W - 1)
+    assert got[i, j] == pytest.approx(got.max(), abs=1e-6)
+    assert got.max() == pytest.approx(1.0, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(u=st.floats(0, 1), v=st.floats(0, 1), W=st.integers(20, 120), H=st.integers(20, 120))
+def test_published_single_click_peaks_at_its_pixel_away_from_edges(u, v, W, H):
+    # near an edge, 'reflect' adds the click's mirror image and pulls the peak outwards;
+    # further than the kernel radius from every edge the peak is the click's own pixel
+    r = int(3 * min(W, H) / 20 + 0.5) + 1
+    i, j = r + int(v * (H - 2 * r - 1)), r + int(u * (W - 2 * r - 1))
+    p = ((j + 0.5) / W, (i + 0.5) / H)
+    got = run_splat([([p], 1.0)], W, H, preset="rapidata-2025", dtype=torch.float32)
+    assert np.unravel_index(got.argmax(), got.shape) == (i, j)
+
+
+def test_published_peak_moves_towards_a_near_edge():
+    # the published method's reflect boundary: a click on the second-to-last row peaks on
+    # the last one (the click and its mirror, 3 px apart, merge for sigma >= 1.5)
+    W = H = 60
+    got = run_splat([([(0.5, (H - 1.5) / H)], 1.0)], W, H, preset="rapidata-2025")
+    assert np.unravel_index(got.argmax(), got.shape) == (H - 1, 30)
+    np.testing.assert_allclose(
+        got, ref_rapidata_heatmap([[(0.5, (H - 1.5) / H)]], W, H), atol=1e-12
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(anns=st.lists(annotator, min_size=1, max_size=6), scale=st.floats(0.01, 100.0))
+def test_default_heatmap_invariant_to_weight_scaling(anns, scale):
+    if sum(w for _, w in anns) == 0:
+        return
+    a = run_splat(anns, 40, 30)
+    b = run_splat([(p, w * scale) for p, w in anns], 40, 30)
+    np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_rapidata_rejects_resized_grid():
+    with pytest.raises(ValueError, match="native resolution"):
+        run_splat([([(0.5, 0.5)], 1.0)], 40, 30, out_hw=(20, 20), preset="rapidata-2025")
+
+
+def test_empty_batch_gives_zeros():
+    z = torch.zeros(0)
+    zl = torch.zeros(0, dtype=torch.long)
+    out = splat_heatmaps(z, z, zl, zl, zl, z, torch.tensor([5, 5]), torch.tensor([4, 4]), (4, 5))
+    assert out.shape == (2, 4, 5) and float(out.abs().max()) == 0.0

@@ -1,0 +1,81 @@
+"""Plain float64 references for every number the engine computes.
+
+Written for clarity, not speed: loops over annotators and clicks, full-grid Gaussians,
+scipy's gaussian_filter for the published method. The engine is tested against these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+
+def ref_scores(ratings: list[tuple[float, float]]) -> dict | None:
+    """(rating, weight) pairs -> mean, norm, std, count, weight; None when no ratings."""
+    if not ratings:
+        return None
+    r = np.array([x for x, _ in ratings], dtype=np.float64)
+    w = np.array([y for _, y in ratings], dtype=np.float64)
+    total = w.sum()
+    if total == 0:
+        return {"mean": None, "norm": None, "std": None, "count": len(r), "weight": 0.0}
+    mean = float((w * r).sum() / total)
+    std = math.sqrt(float((w * (r - mean) ** 2).sum() / total))
+    return {"mean": mean, "norm": (mean - 1) / 4, "std": std, "count": len(r), "weight": total}
+
+
+def ref_word_scores(n_tokens: int, selections: list[tuple[list[int], float]]) -> np.ndarray:
+    """(selected indices, weight) pairs -> (n_tokens + 1,) weight sums; last is No_Mistake."""
+    out = np.zeros(n_tokens + 1, dtype=np.float64)
+    for sel, w in selections:
+        for k in sel:
+            out[k] += w
+    return out
+
+
+def ref_default_map(points: list[tuple[float, float]], W: int, H: int, out_hw=None) -> np.ndarray:
+    """One annotator's max-normalised map under preset 'default', full-grid float64."""
+    Ho, Wo = out_hw or (H, W)
+    sigma = 0.05 * min(W, H)
+    ys = (np.arange(Ho) + 0.5) / Ho * H
+    xs = (np.arange(Wo) + 0.5) / Wo * W
+    m = np.zeros((Ho, Wo))
+    for x, y in points:
+        d2 = (xs[None, :] - x * W) ** 2 + (ys[:, None] - y * H) ** 2
+        m += np.exp(-d2 / (2 * sigma**2))
+    peak = m.max()
+    return m / peak if peak > 0 else m
+
+
+def ref_default_heatmap(annotators: list[tuple[list, float]], W: int, H: int, out_hw=None):
+    """Weighted mean of 'default' maps over (points, weight) annotators; None if none."""
+    if not annotators:
+        return None
+    total = sum(w for _, w in annotators)
+    if total == 0:
+        return None
+    Ho, Wo = out_hw or (H, W)
+    acc = np.zeros((Ho, Wo))
+    for pts, w in annotators:
+        if pts:
+            acc += w * ref_default_map(pts, W, H, out_hw)
+    return acc / total
+
+
+def ref_rapidata_heatmap(annotators: list[list[tuple[float, float]]], W: int, H: int):
+    """The published method (Rapidata's 2025 script, with its NaN defect fixed)."""
+    if not annotators:
+        return None
+    sigma = min(W, H) / 20
+    acc = np.zeros((H, W))
+    for pts in annotators:
+        if not pts:
+            continue
+        m = np.zeros((H, W))
+        for x, y in pts:
+            m[min(int(y * H), H - 1), min(int(x * W), W - 1)] += 1
+        m = gaussian_filter(m, sigma=sigma, truncate=3)
+        acc += m / m.max()
+    return acc / len(annotators)

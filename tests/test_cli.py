@@ -1,0 +1,103 @@
+import json
+
+import pytest
+from fixtures import make_campaign
+
+from rfengine.cli import main
+
+
+@pytest.fixture
+def campaign(tmp_path):
+    return make_campaign(tmp_path, n_images=6, seed=4)
+
+
+def test_aggregate_end_to_end(campaign, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "aggregate",
+            "--images",
+            str(campaign.images_path),
+            "--responses",
+            str(campaign.responses_path),
+            "--out",
+            str(out),
+            "--heatmap-size",
+            "32x32",
+        ]
+    )
+    assert rc == 0
+    assert (out / "dataset" / "dataset_info.json").exists()
+    assert (out / "targets" / "32x32-00000.safetensors").exists()
+    assert "6 images" in capsys.readouterr().err
+
+
+def test_quiet_prints_nothing(campaign, tmp_path, capfd):
+    rc = main(
+        [
+            "aggregate",
+            "--images",
+            str(campaign.images_path),
+            "--responses",
+            str(campaign.responses_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    cap = capfd.readouterr()
+    assert cap.err == "" and cap.out == ""
+
+
+def test_bad_input_fails_with_location(campaign, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps({"image_id": "img000", "annotator_id": "x", "task": "style", "rating": 0}) + "\n"
+    )
+    out = tmp_path / "o"
+    args = [
+        "aggregate",
+        "--images",
+        str(campaign.images_path),
+        "--responses",
+        str(campaign.responses_path),
+        str(bad),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: line 1: field 'rating': rating must be an integer 1-5, got 0" in err
+    assert "Traceback" not in err and not out.exists()
+    assert main(args + ["--on-error", "skip"]) == 0
+    rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 1 and rejected[0]["field"] == "rating"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["rows_rejected"] == 1
+    assert manifest["counts"]["rows_read"] == len(campaign.responses) + 1
+
+
+def test_missing_file_is_a_clean_error(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "aggregate",
+                "--images",
+                str(tmp_path / "nope.jsonl"),
+                "--responses",
+                "x.jsonl",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2():
+    with pytest.raises(SystemExit) as e:
+        main(["aggregate", "--preset", "nope"])
+    assert e.value.code == 2
