@@ -34,8 +34,15 @@ def sigma_px(width: Tensor, height: Tensor) -> Tensor:
     return 0.05 * torch.minimum(width, height)
 
 
-def gaussian_profiles(coord: Tensor, extent: Tensor, size: int, sigma: Tensor) -> Tensor:
+def gaussian_profiles(
+    coord: Tensor, extent: Tensor, size: int, sigma: Tensor
+) -> tuple[Tensor, Tensor]:
     """Continuous Gaussian of each point along one axis, sampled at output pixel centres.
+
+    Each profile is returned divided by its own maximum over the grid, with the log of that
+    maximum alongside: ``exp(-d^2 / (2 sigma^2)) = profile * exp(log_peak)``. Clamping the
+    exponent (``MIN_EXPONENT``) relative to the profile's own peak keeps every value exact to
+    ``exp(MIN_EXPONENT)`` of the peak, even where a click is far from every pixel centre.
 
     Args:
         coord: ``(B, n)`` point coordinates as fractions of the image side, in [0, 1].
@@ -44,14 +51,16 @@ def gaussian_profiles(coord: Tensor, extent: Tensor, size: int, sigma: Tensor) -
         sigma: ``(B,)`` standard deviation in native pixels.
 
     Returns:
-        ``(B, n, size)``: ``exp(-d^2 / (2 sigma^2))`` where ``d`` is the native-pixel distance
+        ``(profile (B, n, size), log_peak (B, n))``, where ``d`` is the native-pixel distance
         from the point to the centre ``(k + 0.5) / size`` of output pixel ``k``.
     """
     dt, dev = coord.dtype, coord.device
     centres = (torch.arange(size, dtype=dt, device=dev) + 0.5) / size
     d = (centres[None, None, :] - coord[:, :, None]) * extent.to(dt)[:, None, None]
     inv = (-0.5 / sigma.to(dt) ** 2)[:, None, None]
-    return d.square_().mul_(inv).clamp_(min=MIN_EXPONENT).exp_()
+    e = d.square_().mul_(inv)
+    log_peak = e.amax(-1)
+    return e.sub_(log_peak[..., None]).clamp_(min=MIN_EXPONENT).exp_(), log_peak
 
 
 def discrete_kernel_radius(sigma: Tensor, truncate: float = 3.0) -> Tensor:
@@ -88,7 +97,8 @@ def reflected_kernel_profiles(pixel: Tensor, size: int, sigma: Tensor, radius: T
     # the impulse itself, its mirror below 0 (at -1-m) and its mirror above size-1 (2*size-1-m)
     for src in (m, -1.0 - m, 2.0 * size - 1.0 - m):
         t = src - i
-        out += torch.where(t.abs() <= r, (t.square() * inv).exp(), 0)
+        # taps beyond the radius are masked; clamping first avoids exp's slow path
+        out += torch.where(t.abs() <= r, (t.square() * inv).clamp_(min=MIN_EXPONENT).exp_(), 0)
     return out / norm[:, :, None]
 
 
@@ -108,7 +118,7 @@ def pack_columns(point_image: Tensor, n_images: int) -> tuple[Tensor, int]:
     return column, int(counts.max()) if counts.numel() else 0
 
 
-def mean_shift_modes(
+def gaussian_modes(
     cx: Tensor,
     cy: Tensor,
     valid: Tensor,
@@ -116,40 +126,71 @@ def mean_shift_modes(
     sy: Tensor,
     start_x: Tensor,
     start_y: Tensor,
-    radius: Tensor | None = None,
-    iters: int = 60,
+    iters: int = 100,
+    tol: float = 1e-3,
 ) -> tuple[Tensor, Tensor]:
-    """Local maxima of each annotator's sum of Gaussians, by mean-shift from given starts.
+    """Local maxima of each annotator's sum of Gaussians, by monotone ascent from given starts.
 
-    Mean-shift (``x <- sum g_k x_k / sum g_k``) climbs the continuous sum without leaving
-    the basin it starts in; started from each point and from the centroid it reaches every
-    mode of a sum of <=3 Gaussians of one width.
+    Each step is a Newton step on the sum where its Hessian is negative definite and the
+    step raises the sum, else a mean-shift step (``x <- sum g_k x_k / sum g_k``), which
+    always raises it. Never descending, a start cannot leave its basin; started from every
+    point and the centroid, the ascent reaches every mode of a sum of <=3 Gaussians of one
+    width. Newton makes it quadratic near a mode, where mean-shift alone crawls (two
+    Gaussians about to merge have a very flat mode).
 
     Args:
         cx, cy: ``(A, K)`` Gaussian centres in output-pixel index units.
         valid: ``(A, K)`` which centres exist.
         sx, sy: ``(A,)`` standard deviations along x and y, in the same units.
         start_x, start_y: ``(A, S)`` start positions.
-        radius: optional ``(A,)`` truncation radius (per axis), as for a discrete kernel.
+        iters: at most this many steps; a start stops once it moves less than ``tol``.
 
     Returns:
         ``(x, y)``, each ``(A, S)``: where each start converged.
     """
-    vf = valid.to(cx.dtype)[:, None, :]
-    ax = (-0.5 / sx.square())[:, None, None]
-    ay = (-0.5 / sy.square())[:, None, None]
-    r = None if radius is None else radius.to(cx.dtype)[:, None, None]
-    x, y = start_x, start_y
+    A, S = start_x.shape
+    dt, dev = cx.dtype, cx.device
+    # one row per (annotator, start), in sigma units; converged rows drop out of the loop
+    row_a = torch.arange(A, device=dev).repeat_interleave(S)
+    ux, uy = cx / sx[:, None], cy / sy[:, None]
+    x = (start_x / sx[:, None]).reshape(-1).clone()
+    y = (start_y / sy[:, None]).reshape(-1).clone()
+    active = torch.arange(A * S, device=dev)
+
+    def terms(a: Tensor, px_: Tensor, py_: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        dx, dy = ux[a] - px_[:, None], uy[a] - py_[:, None]  # (R, K)
+        e = (-0.5 * (dx.square() + dy.square())).masked_fill_(~valid[a], -torch.inf)
+        return e, dx, dy
+
     for _ in range(iters):
-        dx = cx[:, None, :] - x[:, :, None]  # (A, S, K)
-        dy = cy[:, None, :] - y[:, :, None]
-        g = (dx.square() * ax + dy.square() * ay).clamp_(min=MIN_EXPONENT).exp_() * vf
-        if r is not None:
-            g = g * ((dx.abs() <= r) & (dy.abs() <= r))
-        total = g.sum(-1).clamp_(min=torch.finfo(cx.dtype).tiny)
-        x = (g * cx[:, None, :]).sum(-1) / total
-        y = (g * cy[:, None, :]).sum(-1) / total
-    return x, y
+        a = row_a[active]
+        xa, ya = x[active], y[active]
+        e, dx, dy = terms(a, xa, ya)
+        # relative to the largest term (log-sum-exp), so far-apart points cannot underflow
+        ref = e.amax(-1, keepdim=True).clamp_(min=-torch.finfo(dt).max)
+        g = (e - ref).clamp_(min=MIN_EXPONENT).exp_() * torch.isfinite(e)
+        g0 = g.sum(-1).clamp_(min=torch.finfo(dt).tiny)
+        gx_, gy_ = (g * dx).sum(-1), (g * dy).sum(-1)  # gradient / scale
+        hxx = (g * dx.square()).sum(-1) - g0
+        hyy = (g * dy.square()).sum(-1) - g0
+        hxy = (g * dx * dy).sum(-1)
+        det = hxx * hyy - hxy.square()
+        newton_ok = (det > 0) & (hxx < 0)
+        safe = torch.where(newton_ok, det, 1)
+        nx = xa - (hyy * gx_ - hxy * gy_) / safe
+        ny = ya - (hxx * gy_ - hxy * gx_) / safe
+        # keep the Newton step only where it raises the sum (same reference scale)
+        e_new, _, _ = terms(a, nx, ny)
+        f_new = (e_new - ref).clamp_(min=MIN_EXPONENT).exp_().mul_(torch.isfinite(e_new)).sum(-1)
+        newton_ok &= f_new >= g0
+        nx = torch.where(newton_ok, nx, xa + gx_ / g0)
+        ny = torch.where(newton_ok, ny, ya + gy_ / g0)
+        x[active], y[active] = nx, ny
+        moved = torch.maximum((nx - xa).abs() * sx[a], (ny - ya).abs() * sy[a])
+        active = active[moved > tol]
+        if active.numel() == 0:
+            break
+    return (x.view(A, S) * sx[:, None]), (y.view(A, S) * sy[:, None])
 
 
 def annotator_peaks(
@@ -165,7 +206,7 @@ def annotator_peaks(
 
     The map of annotator ``a`` is ``sum_t gy[b, :, first + t] (x) gx[b, first + t, :]`` for
     ``t < count``. From each start pixel (the pixels nearest the continuous modes, see
-    ``mean_shift_modes``) a vectorised hill climb over the 8 neighbours ends at a discrete
+    ``gaussian_modes``) a vectorised hill climb over the 8 neighbours ends at a discrete
     local maximum; the largest value reached is returned: the grid maximum (tests compare
     it with the full map's ``max``).
 
@@ -259,8 +300,10 @@ def splat_heatmaps(
         cx[point_image, column] = px
         cy[point_image, column] = py
         sigma = sigma_px(wf, hf)
-        gy = gaussian_profiles(cy, hf, H, sigma).transpose(1, 2)  # (B, H, n)
-        gx = gaussian_profiles(cx, wf, W, sigma)  # (B, n, W)
+        gy, log_y = gaussian_profiles(cy, hf, H, sigma)
+        gx, log_x = gaussian_profiles(cx, wf, W, sigma)  # (B, n, W)
+        gy = gy.transpose(1, 2)  # (B, H, n)
+        log_scale = log_x + log_y  # (B, n): each point's Gaussian = exp(log_scale) gy (x) gx
     elif preset == "rapidata-2025":
         if bool(((width != W) | (height != H)).any()):
             raise ValueError("preset 'rapidata-2025' is defined at native resolution only")
@@ -272,6 +315,7 @@ def splat_heatmaps(
         radius = discrete_kernel_radius(sigma)
         gy = reflected_kernel_profiles(my, H, sigma, radius).transpose(1, 2)
         gx = reflected_kernel_profiles(mx, W, sigma, radius)
+        log_scale = torch.zeros((B, n), dtype=dt, device=dev)
     else:
         raise ValueError(f"unknown preset {preset!r}; expected 'default' or 'rapidata-2025'")
 
@@ -286,11 +330,10 @@ def splat_heatmaps(
         ux, uy = px * W - 0.5, py * H - 0.5
         s_img = sigma[annotator_image]
         sx, sy = s_img * W / wf[annotator_image], s_img * H / hf[annotator_image]
-        images_x, images_y, rad = (ux,), (uy,), None
+        images_x, images_y = (ux,), (uy,)
     else:
         ux, uy = mx[point_image, column].to(dt), my[point_image, column].to(dt)
         sx = sy = sigma[annotator_image]
-        rad = radius[annotator_image]
         images_x = (ux, -1.0 - ux, 2.0 * W - 1.0 - ux)
         images_y = (uy, -1.0 - uy, 2.0 * H - 1.0 - uy)
     pairs = [(gx_, gy_) for gx_ in images_x for gy_ in images_y]
@@ -312,12 +355,33 @@ def splat_heatmaps(
     cnt = count.to(dt)
     st_x[:, 3] = torch.zeros(A, dtype=dt, device=dev).index_add_(0, point_annotator, ux) / cnt
     st_y[:, 3] = torch.zeros(A, dtype=dt, device=dev).index_add_(0, point_annotator, uy) / cnt
-    mode_x, mode_y = mean_shift_modes(mcx, mcy, valid, sx, sy, st_x, st_y, rad)
-    start_j = mode_x.round().long().clamp_(0, W - 1)
-    start_i = mode_y.round().long().clamp_(0, H - 1)
+    # A lone Gaussian peaks at its own centre: modes are searched only where several
+    # interact (two or three points, or for the published method an impulse whose mirror
+    # image across an edge is within the kernel's reach). The search uses untruncated
+    # Gaussians; the discrete climb in annotator_peaks then settles on the grid function.
+    needs = count >= 2
+    if preset == "rapidata-2025":
+        r_pt = radius[point_image].to(dt)
+        edge = (ux < r_pt) | (ux > W - 1 - r_pt) | (uy < r_pt) | (uy > H - 1 - r_pt)
+        needs |= torch.zeros_like(needs).index_put_((point_annotator,), edge, accumulate=True)
+    sub = needs.nonzero().squeeze(1)
+    if sub.numel():
+        st_x[sub], st_y[sub] = gaussian_modes(
+            mcx[sub], mcy[sub], valid[sub], sx[sub], sy[sub], st_x[sub], st_y[sub]
+        )
+    start_j = st_x.round().long().clamp_(0, W - 1)
+    start_i = st_y.round().long().clamp_(0, H - 1)
+    # relative scale of each point within its annotator's map (1 for the largest), folded
+    # into the column profiles so that the peak search sees the true map up to one factor
+    log_pt = log_scale[point_image, column]
+    log_ann = torch.full((A,), -torch.inf, dtype=dt, device=dev)
+    log_ann.scatter_reduce_(0, point_annotator, log_pt, reduce="amax")
+    rel = torch.ones((B, n), dtype=dt, device=dev)
+    rel[point_image, column] = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
+    gy = gy * rel[:, None, :]
     peak = annotator_peaks(gy, gx, annotator_image, first, count, start_i, start_j)
 
     factor = torch.where(peak > 0, annotator_scale.to(dt) / peak, 0)
     coeff = torch.zeros((B, n), dtype=dt, device=dev)
     coeff[point_image, column] = factor[point_annotator]
-    return torch.bmm(gy * coeff[:, None, :], gx, out=out)
+    return torch.bmm(gy.mul_(coeff[:, None, :]), gx, out=out)
