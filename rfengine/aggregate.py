@@ -273,6 +273,7 @@ def aggregate(
     device: str = "auto",
     dtype: DType = "float16",
     on_error: Literal["fail", "skip"] = "fail",
+    weights: Literal["trust", "uniform"] = "trust",
     memory_budget: str | int = DEFAULT_BUDGET,
     progress: bool = False,
 ) -> AggregationResult:
@@ -286,6 +287,8 @@ def aggregate(
         heatmap_size: ``"native"`` or ``"HxW"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; dtype: heatmap dtype.
         on_error: ``"fail"`` raises on the first bad row; ``"skip"`` reports and goes on.
+        weights: ``"trust"`` uses each response's weight; ``"uniform"`` sets every weight
+            to 1 (the unweighted baseline, for comparisons).
         memory_budget: bytes of heatmap buffers per chunk (``"512MB"``).
 
     Returns:
@@ -293,6 +296,8 @@ def aggregate(
     """
     if preset not in ("default", "rapidata-2025"):
         raise ValueError(f"preset must be 'default' or 'rapidata-2025', got {preset!r}")
+    if weights not in ("trust", "uniform"):
+        raise ValueError(f"weights must be 'trust' or 'uniform', got {weights!r}")
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
     size = parse_heatmap_size(heatmap_size)
@@ -309,6 +314,8 @@ def aggregate(
         [Path(responses)] if isinstance(responses, (str, Path)) else [Path(p) for p in responses]
     )
     resp, rejected, stats = read_responses(paths, imgs, on_error)
+    if weights == "uniform":
+        resp.weight = np.ones_like(resp.weight)
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = aggregate_scores(imgs, resp, dev)
@@ -336,6 +343,7 @@ def aggregate(
         "device": str(dev),
         "dtype": dtype,
         "on_error": on_error,
+        "weights": weights,
         "memory_budget": budget,
     }
     inputs = ([imgs.source] if imgs.source else []) + paths

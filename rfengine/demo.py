@@ -1,0 +1,58 @@
+"""``rfengine demo``: simulate -> aggregate (trust-weighted and unweighted) -> report."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rfengine.aggregate import aggregate
+from rfengine.render import write_report
+from rfengine.simulate import read_truth, simulate
+
+MARKER = ".rfengine-demo"
+
+
+def run_demo(
+    out: str | Path, n_images: int = 48, seed: int = 0, device: str = "auto", progress: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Run the whole flow into ``out`` (replacing an earlier demo there, nothing else).
+
+    Layout: ``campaign/`` (simulated inputs and truth), ``aggregate/`` (trust-weighted),
+    ``aggregate-unweighted/`` (the baseline), ``report.html``.
+    """
+    out = Path(out)
+    if out.exists():
+        if not (out / MARKER).exists():
+            raise FileExistsError(f"{out} exists and is not an rfengine demo folder; choose --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by rfengine demo; safe to delete\n")
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"rfengine demo: {msg}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    campaign = simulate(out / "campaign", n_images, seed)
+    say(f"simulated {n_images} images and their responses -> {campaign}")
+    for weights, name in (("trust", "aggregate"), ("uniform", "aggregate-unweighted")):
+        res = aggregate(
+            campaign / "images.jsonl",
+            campaign / "responses.jsonl",
+            device=device,
+            weights=weights,
+            progress=False,
+        )
+        res.save(out / name)
+        say(f"aggregated ({weights} weights) -> {out / name}")
+    report, figures = write_report(
+        out / "aggregate",
+        out / "report.html",
+        truth=read_truth(campaign / "truth.jsonl"),
+        baseline=out / "aggregate-unweighted",
+    )
+    say(f"done in {time.perf_counter() - t0:.1f} s")
+    return report, figures

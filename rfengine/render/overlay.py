@@ -1,0 +1,111 @@
+"""Pictures of results: heatmap overlays, coloured prompts and per-image panels (Pillow only).
+
+Geometry and values come from the aggregation; this module only decides how they look.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+# anchors of a "turbo"-like ramp: dark blue -> blue -> cyan -> green -> yellow -> orange -> red
+_ANCHORS = np.array(
+    [[48, 18, 59], [65, 105, 225], [30, 200, 230], [80, 240, 90], [245, 220, 40], [250, 120, 20],
+     [190, 20, 10]],
+    dtype=np.float64,
+)  # fmt: skip
+LUT = np.stack(
+    [
+        np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_ANCHORS)), _ANCHORS[:, c])
+        for c in range(3)
+    ],
+    axis=1,
+).astype(np.uint8)  # (256, 3)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (any shape) -> uint8 RGB (shape + (3,)); NaN and out-of-range clip."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    return LUT[np.clip(np.rint(v * 255), 0, 255).astype(np.int64)]
+
+
+def overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.8) -> Image.Image:
+    """The heatmap over the image: colour from ``colormap``, opacity ``alpha * sqrt(heat)``.
+
+    ``heat`` is ``(h, w)`` in [0, 1] at any size; it is resized (bilinear) to the image's.
+    The image underneath is half desaturated so that the colours read as heat; cold areas
+    stay visible, and the square root keeps weaker areas (a minority of annotators) in view.
+    """
+    rgb = image.convert("RGB")
+    grey = np.asarray(rgb.convert("L").convert("RGB"), dtype=np.float64)
+    base = 0.5 * np.asarray(rgb, dtype=np.float64) + 0.5 * grey
+    h, w = base.shape[:2]
+    hm = np.asarray(heat, dtype=np.float32)
+    if hm.shape != (h, w):
+        hm = np.asarray(Image.fromarray(hm, mode="F").resize((w, h), Image.BILINEAR))
+    hm = np.clip(np.nan_to_num(hm), 0.0, 1.0)
+    a = (alpha * np.sqrt(hm))[..., None]
+    out = base * (1 - a) + colormap(hm).astype(np.float64) * a
+    return Image.fromarray(np.rint(out).astype(np.uint8), "RGB")
+
+
+def word_colours(scores: np.ndarray) -> list[tuple[int, int, int]]:
+    """One RGB per word, white for 0 through red for the largest score."""
+    s = np.asarray(scores, dtype=np.float64)
+    top = s.max() if s.size and s.max() > 0 else 1.0
+    t = np.clip(s / top, 0, 1)
+    return [(255, int(255 - 205 * v), int(255 - 215 * v)) for v in t]
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def prompt_image(
+    words: list[str], scores: np.ndarray | None, width: int, size: int = 15
+) -> Image.Image:
+    """The prompt, wrapped to ``width`` pixels, each word on a background coloured by score."""
+    font = _font(size)
+    colours = word_colours(scores) if scores is not None else [(255, 255, 255)] * len(words)
+    pad, gap, line_h = 6, 4, size + 8
+    x, y, boxes = pad, pad, []
+    for word, colour in zip(words, colours, strict=True):
+        wlen = int(font.getlength(word)) + 6
+        if x + wlen > width - pad and x > pad:
+            x, y = pad, y + line_h
+        boxes.append((x, y, wlen, word, colour))
+        x += wlen + gap
+    img = Image.new("RGB", (width, y + line_h + pad), "white")
+    draw = ImageDraw.Draw(img)
+    for x, y, wlen, word, colour in boxes:
+        draw.rectangle([x, y, x + wlen, y + line_h - 2], fill=colour)
+        draw.text((x + 3, y + 2), word, fill="black", font=font)
+    return img
+
+
+def panel(
+    image: Image.Image,
+    words: list[str],
+    word_scores: np.ndarray | None,
+    heatmaps: dict[str, np.ndarray | None],
+    title: str = "",
+) -> Image.Image:
+    """The image, then one overlay per heatmap, in a row; the coloured prompt below."""
+    w, h = image.size
+    tiles = [("image", image.convert("RGB"))]
+    for name, heat in heatmaps.items():
+        if heat is None:  # not collected: a grey copy says so
+            tiles.append((f"{name}: not collected", image.convert("L").convert("RGB")))
+        else:
+            tiles.append((name, overlay(image, heat)))
+    label_h = 22
+    prompt = prompt_image(words, word_scores, w * len(tiles) + 8 * (len(tiles) - 1))
+    out = Image.new("RGB", (prompt.width, label_h * 2 + h + prompt.height), "white")
+    draw = ImageDraw.Draw(out)
+    draw.text((4, 3), title, fill="black", font=_font(14))
+    for q, (name, tile) in enumerate(tiles):
+        x = q * (w + 8)
+        draw.text((x + 2, label_h + 3), name, fill=(60, 60, 60), font=_font(13))
+        out.paste(tile, (x, label_h * 2))
+    out.paste(prompt, (0, label_h * 2 + h))
+    return out

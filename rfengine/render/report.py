@@ -1,0 +1,195 @@
+"""A self-contained static HTML report of an aggregation output (images embedded inline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from rfengine.evaluate import load_dataset, recovery
+from rfengine.render.overlay import overlay, word_colours
+
+CRITERIA = ("style", "coherence", "alignment")
+THUMB = 200
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{margin-bottom:4px} h2{margin-top:32px;border-bottom:1px solid #ddd}
+.summary{color:#555} table{border-collapse:collapse} td,th{padding:4px 10px;border:1px solid #ddd}
+th{background:#f4f4f4} .better{font-weight:bold;color:#0a6}
+.grid{display:flex;flex-wrap:wrap;gap:14px} .card{border:1px solid #ddd;padding:8px;width:626px}
+.card img{margin-right:4px;vertical-align:top} .scores{font-size:13px;color:#444;margin:4px 0}
+.w{padding:1px 3px;margin:1px;border-radius:3px;display:inline-block;font-size:14px}
+.hist{display:inline-block;margin-right:16px} pre{background:#f7f7f7;padding:10px;overflow:auto}
+.null{color:#999}
+"""
+
+
+def _png(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def histogram(values: np.ndarray, title: str, bins: int = 16) -> Image.Image:
+    """A bar chart of scores in [1, 5] (nulls left out), drawn with Pillow."""
+    v = values[np.isfinite(values)]
+    counts, edges = np.histogram(v, bins=bins, range=(1, 5))
+    W, H, pad = 360, 200, 30
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=12)
+    top = max(int(counts.max()) if counts.size else 1, 1)
+    bw = (W - 2 * pad) / bins
+    for k, c in enumerate(counts):
+        x0 = pad + k * bw
+        y0 = H - pad - (H - 2 * pad) * c / top
+        d.rectangle([x0 + 1, y0, x0 + bw - 1, H - pad], fill=(60, 110, 190))
+    d.line([pad, H - pad, W - pad, H - pad], fill="black")
+    for s in range(1, 6):
+        x = pad + (s - 1) / 4 * (W - 2 * pad)
+        d.text((x - 3, H - pad + 4), str(s), fill="black", font=font)
+    d.text((pad, 6), f"{title} (n={v.size}, max bin {top})", fill="black", font=font)
+    return img
+
+
+def _thumb(img: Image.Image) -> Image.Image:
+    t = img.copy()
+    t.thumbnail((THUMB, THUMB))
+    return t
+
+
+def _prompt_html(prompt: str, word_scores: str | None) -> str:
+    words = prompt.split()
+    if word_scores is None:
+        return (
+            " ".join(html.escape(w) for w in words)
+            + ' <span class="null">(no word responses)</span>'
+        )
+    scores = np.array([v for _, v in json.loads(word_scores)], dtype=np.float64)
+    spans = []
+    for w, s, (r, g, b) in zip(words, scores, word_colours(scores), strict=True):
+        style = f"background:rgb({r},{g},{b})"
+        spans.append(f'<span class="w" style="{style}" title="{s:.3f}">{html.escape(w)}</span>')
+    return "".join(spans)
+
+
+def _fmt(v: Any) -> str:
+    return '<span class="null">null</span>' if v is None or not np.isfinite(v) else f"{v:.2f}"
+
+
+def _card(row: dict[str, Any]) -> str:
+    imgs = []
+    image = row.get("image")
+    for kind in ("coherence", "alignment"):
+        heat = row[f"{kind}_heatmap"]
+        if heat is not None and heat.dtype == object:
+            heat = np.stack(heat)
+        if image is not None and heat is not None:
+            imgs.append((kind, _thumb(overlay(image, heat))))
+        elif heat is not None:
+            imgs.append((kind, _thumb(Image.fromarray(np.uint8(np.clip(heat, 0, 1) * 255)))))
+    tiles = ([("image", _thumb(image))] if image is not None else []) + imgs
+    pics = "".join(f'<img src="{_png(t)}" title="{k}" alt="{k}">' for k, t in tiles)
+    scores = " · ".join(f"{c} {_fmt(row[f'{c}_score'])}" for c in CRITERIA)
+    name = html.escape(str(row["image_id"]))
+    prompt = _prompt_html(str(row["prompt"]), row["word_scores"])
+    return (
+        f'<div class="card"><div>{pics}</div><div class="scores"><b>{name}</b> · {scores}</div>'
+        f"<div>{prompt}</div></div>"
+    )
+
+
+def _recovery_table(ours: dict[str, float], base: dict[str, float] | None) -> str:
+    rows = [
+        ("coherence_peak_distance", "coherence heatmap peak → planted defect (× smaller side)", -1),
+        ("alignment_peak_distance", "alignment heatmap peak → planted defect (× smaller side)", -1),
+        ("style_spearman", "style score rank correlation with truth", 1),
+        ("coherence_spearman", "coherence score rank correlation with truth", 1),
+        ("alignment_spearman", "alignment score rank correlation with truth", 1),
+        ("top_word_accuracy", "top-scoring word = planted wrong word", 1),
+    ]
+    head = (
+        "<tr><th>figure</th><th>trust-weighted</th>"
+        + ("<th>unweighted</th>" if base else "")
+        + "</tr>"
+    )
+    body = []
+    for key, label, sign in rows:
+        a = ours[key]
+        cells = f"<td>{label}</td>"
+        if base:
+            b = base[key]
+            better = np.isfinite(a) and np.isfinite(b) and sign * (a - b) > 0
+            cells += f'<td class="{"better" if better else ""}">{a:.3f}</td><td>{b:.3f}</td>'
+        else:
+            cells += f"<td>{a:.3f}</td>"
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def write_report(
+    out: str | Path,
+    html_path: str | Path | None = None,
+    *,
+    truth: dict[str, dict] | None = None,
+    baseline: str | Path | None = None,
+    lowest: int = 6,
+) -> tuple[Path, dict[str, Any]]:
+    """Write the HTML report of output folder ``out``; returns its path and the figures.
+
+    With ``truth`` (a simulated campaign's truth.jsonl, read by
+    ``rfengine.simulate.read_truth``) the report has recovery figures; with ``baseline``
+    (another output of the same responses, e.g. ``--weights uniform``) they are compared.
+    """
+    out = Path(out)
+    html_path = Path(html_path) if html_path else out / "report.html"
+    ds = load_dataset(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = [ds[k] for k in range(len(ds))]
+    figures: dict[str, Any] = {}
+    parts = [f"<h1>rfengine report</h1><p class='summary'>{html.escape(_summary(manifest))}</p>"]
+    if truth is not None:
+        figures["trust"] = recovery(ds, truth)
+        figures["uniform"] = recovery(load_dataset(baseline), truth) if baseline else None
+        parts.append("<h2>Recovery of the planted truth</h2>")
+        parts.append(_recovery_table(figures["trust"], figures["uniform"]))
+    parts.append("<h2>Scores</h2>")
+    for c in CRITERIA:
+        vals = np.array(
+            [np.nan if r[f"{c}_score"] is None else r[f"{c}_score"] for r in rows], dtype=np.float64
+        )
+        parts.append(f'<img class="hist" src="{_png(histogram(vals, c))}" alt="{c} histogram">')
+    parts.append("<h2>Lowest-scoring images</h2>")
+    for c in ("alignment", "coherence"):
+        scored = [r for r in rows if r[f"{c}_score"] is not None]
+        worst = sorted(scored, key=lambda r: r[f"{c}_score"])[:lowest]
+        parts.append(f"<h3>{c}</h3><div class='grid'>{''.join(_card(r) for r in worst)}</div>")
+    cards = "".join(_card(r) for r in rows)
+    parts.append(f"<h2>All images ({len(rows)})</h2><div class='grid'>{cards}</div>")
+    parts.append(f"<h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>")
+    doc = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>rfengine report</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
+    tmp = html_path.with_name(html_path.name + ".partial")
+    tmp.write_text(doc, encoding="utf-8")
+    tmp.replace(html_path)
+    return html_path, figures
+
+
+def _summary(m: dict[str, Any]) -> str:
+    c, cfg = m["counts"], m["config"]
+    secs = sum(m.get("timings_s", {}).values())
+    return (
+        f"{c['images']} images · {c['rows_read']} responses read ({c['rows_used']} used, "
+        f"{c['rows_rejected']} rejected) · preset {cfg['preset']} · "
+        f"heatmaps {cfg['heatmap_size']} · weights {cfg.get('weights', 'trust')} · "
+        f"device {cfg['device']} · {secs:.1f} s · {m['created']}"
+    )

@@ -1,0 +1,52 @@
+import numpy as np
+import torch
+from PIL import Image
+from rfengine.kernels import splat_heatmaps
+
+from rfengine.render import colormap, overlay, panel, prompt_image, safe_name, word_colours
+
+
+def click_heatmap(x, y, w, h):
+    t = torch.tensor
+    return splat_heatmaps(t([x]), t([y]), t([0]), t([0]), t([0]), t([1.0]), t([w]), t([h]), (h, w))[
+        0
+    ].numpy()
+
+
+def test_colormap_ends():
+    c = colormap(np.array([0.0, 1.0, np.nan, 2.0]))
+    assert c.dtype == np.uint8 and c.shape == (4, 3)
+    assert tuple(c[2]) == tuple(c[0]) and tuple(c[3]) == tuple(c[1])
+
+
+def test_overlay_has_image_size_and_hot_spot_at_the_click():
+    img = Image.new("RGB", (120, 80), (128, 128, 128))
+    heat = click_heatmap(0.75, 0.25, 60, 40)  # heatmap at half resolution
+    out = overlay(img, heat)
+    assert out.size == img.size
+    base = np.asarray(img.convert("L").convert("RGB"), dtype=float)
+    change = np.abs(np.asarray(out, dtype=float) - base).sum(-1)
+    i, j = np.unravel_index(change.argmax(), change.shape)
+    assert abs(j - 0.75 * 120) <= 3 and abs(i - 0.25 * 80) <= 3
+    assert change[70, 10] < 1  # far from the click the image shows through
+
+
+def test_word_colours_reddest_for_top_score():
+    cols = word_colours(np.array([0.0, 2.0, 0.5]))
+    assert cols[0] == (255, 255, 255)
+    assert min(cols, key=lambda c: c[1]) == cols[1]
+
+
+def test_prompt_and_panel_sizes():
+    words = "a red cube on a table".split()
+    p = prompt_image(words, np.arange(6.0), 300)
+    assert p.width == 300 and p.height > 15
+    img = Image.new("RGB", (64, 48), "white")
+    out = panel(img, words, None, {"coherence": click_heatmap(0.5, 0.5, 64, 48), "alignment": None})
+    assert out.width == 3 * 64 + 16
+
+
+def test_safe_name():
+    assert safe_name("../../etc/passwd") == "_etc_passwd"
+    assert safe_name("a b/c.png") == "a_b_c.png"
+    assert safe_name("...") == "_"

@@ -1,0 +1,93 @@
+"""The demo end to end: simulate -> aggregate twice -> report, and what it shows."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rfengine.cli import main
+from rfengine.demo import run_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "d"
+    report, figures = run_demo(out, progress=False)
+    return out, report, figures
+
+
+def test_trust_weighting_recovers_the_truth_better(demo):
+    _, _, f = demo
+    t, u = f["trust"], f["uniform"]
+    assert t["coherence_peak_distance"] < u["coherence_peak_distance"]
+    assert t["alignment_peak_distance"] < u["alignment_peak_distance"]
+    for c in ("style", "coherence", "alignment"):
+        assert t[f"{c}_spearman"] > u[f"{c}_spearman"]
+    assert t["top_word_accuracy"] >= u["top_word_accuracy"] >= 0.8
+    # the heatmaps find the defects: peaks within a tenth of the image's side on average
+    assert t["coherence_peak_distance"] < 0.1 and t["alignment_peak_distance"] < 0.1
+
+
+def test_report_content(demo):
+    out, report, _ = demo
+    text = report.read_text()
+    for section in (
+        "Recovery of the planted truth",
+        "Scores",
+        "Lowest-scoring images",
+        "All images",
+        "Manifest",
+    ):
+        assert section in text
+    assert text.count("data:image/png;base64") > 48 * 3
+    assert 'class="w" style="background:rgb(255,50,40)"' in text  # a top-scored word in red
+
+
+def test_render_panels(demo, tmp_path):
+    out, _, _ = demo
+    assert (
+        main(["render", str(out / "aggregate"), "--image", "sim-0002", "--out", str(tmp_path)]) == 0
+    )
+    with Image.open(tmp_path / "sim-0002.png") as img:
+        assert img.width == 3 * 240 + 16  # sim-0002 is 240 px wide: image + two overlays
+
+
+def test_demo_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "thesis.tex").write_text("x")
+    with pytest.raises(FileExistsError, match="not an rfengine demo"):
+        run_demo(tmp_path, n_images=2, progress=False)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_report_renders_in_headless_chromium(demo, tmp_path):
+    _, report, _ = demo
+    shot = tmp_path / "shot.png"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    args = [
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,1600",
+        f"--screenshot={shot}",
+    ]
+    subprocess.run(
+        ["chromium", *flags, *args, report.resolve().as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with Image.open(shot) as im:
+        px = np.asarray(im.convert("RGB"), dtype=np.int16)
+    assert px.shape[:2] == (1600, 1200)
+    non_white = (px < 235).any(-1).mean()
+    assert non_white > 0.05, f"screenshot looks blank ({non_white:.1%} non-white)"
+    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 200  # images and colours, not just text
