@@ -8,6 +8,7 @@
 from rfengine.aggregate import AggregationResult, Scores, WordScores, aggregate
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, Responses, read_images, read_responses
+from rfengine.pipeline import aggregate_to_disk
 from rfengine.write import load_targets
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "Scores",
     "WordScores",
     "aggregate",
+    "aggregate_to_disk",
     "load_targets",
     "read_images",
     "read_responses",

@@ -136,6 +136,7 @@ class AggregationResult:
     rejected: list[Rejection] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)
+    row_offset: int = 0  # row of images[0] in the whole images table (a partition's start)
 
     def save(self, out: str | Path, *, overwrite: bool = False, progress: bool = False) -> Path:
         """Write ``dataset/``, ``targets/``, ``manifest.json`` (and ``rejected.jsonl``)."""
@@ -264,6 +265,72 @@ def aggregate_heatmaps(
     return out
 
 
+def make_config(
+    preset: Preset,
+    heatmap_size: str | tuple[int, int] | None,
+    device: str,
+    dtype: DType,
+    on_error: str,
+    weights: str,
+    memory_budget: str | int,
+) -> dict[str, Any]:
+    """Check the options once and return the run's config (as recorded in the manifest)."""
+    if preset not in ("default", "rapidata-2025"):
+        raise ValueError(f"preset must be 'default' or 'rapidata-2025', got {preset!r}")
+    if weights not in ("trust", "uniform"):
+        raise ValueError(f"weights must be 'trust' or 'uniform', got {weights!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    size = parse_heatmap_size(heatmap_size)
+    if preset == "rapidata-2025" and size is not None:
+        raise ValueError(
+            "preset 'rapidata-2025' is defined at native resolution; use --heatmap-size native"
+        )
+    return {
+        "preset": preset,
+        "heatmap_size": "native" if size is None else f"{size[0]}x{size[1]}",
+        "device": str(resolve_device(device)),
+        "dtype": dtype,
+        "on_error": on_error,
+        "weights": weights,
+        "memory_budget": parse_bytes(memory_budget),
+    }
+
+
+def compute(
+    images: Images, resp: Responses, config: dict[str, Any], progress: bool = False
+) -> tuple[dict[str, Scores], WordScores, dict[str, list[np.ndarray | None]], dict[str, float]]:
+    """Scores, word scores and heatmaps of ``images`` from ``resp`` (indices into ``images``)."""
+    dev = torch.device(config["device"])
+    if config["weights"] == "uniform":
+        resp.weight = np.ones_like(resp.weight)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    scores = aggregate_scores(images, resp, dev)
+    words = aggregate_words(images, resp, dev)
+    timings["reduce"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    size = parse_heatmap_size(config["heatmap_size"])
+    heatmaps = {
+        kind: aggregate_heatmaps(
+            images,
+            resp,
+            task,
+            preset=config["preset"],
+            size=size,
+            device=dev,
+            dtype=config["dtype"],
+            budget=config["memory_budget"],
+            progress=progress,
+        )
+        for kind, task in zip(HEATMAP_KINDS, POINT_TASKS, strict=True)
+    }
+    timings["splat"] = time.perf_counter() - t0
+    return scores, words, heatmaps, timings
+
+
 def aggregate(
     images: str | Path | Images,
     responses: str | Path | Sequence[str | Path],
@@ -277,7 +344,10 @@ def aggregate(
     memory_budget: str | int = DEFAULT_BUDGET,
     progress: bool = False,
 ) -> AggregationResult:
-    """Aggregate responses into scores, word scores and heatmaps.
+    """Aggregate responses into scores, word scores and heatmaps, in memory.
+
+    For inputs larger than memory, ``rfengine.aggregate_to_disk`` (the CLI's path) streams
+    the same computation partition by partition.
 
     Args:
         images: images table path (JSONL, CSV, Parquet) or a loaded ``Images``.
@@ -294,59 +364,16 @@ def aggregate(
     Returns:
         An ``AggregationResult``; call ``.save(out)`` to write the dataset and targets.
     """
-    if preset not in ("default", "rapidata-2025"):
-        raise ValueError(f"preset must be 'default' or 'rapidata-2025', got {preset!r}")
-    if weights not in ("trust", "uniform"):
-        raise ValueError(f"weights must be 'trust' or 'uniform', got {weights!r}")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-    size = parse_heatmap_size(heatmap_size)
-    if preset == "rapidata-2025" and size is not None:
-        raise ValueError(
-            "preset 'rapidata-2025' is defined at native resolution; use --heatmap-size native"
-        )
-    budget = parse_bytes(memory_budget)
-    dev = resolve_device(device)
-    timings: dict[str, float] = {}
+    config = make_config(preset, heatmap_size, device, dtype, on_error, weights, memory_budget)
     t0 = time.perf_counter()
     imgs = images if isinstance(images, Images) else read_images(images)
     paths = (
         [Path(responses)] if isinstance(responses, (str, Path)) else [Path(p) for p in responses]
     )
     resp, rejected, stats = read_responses(paths, imgs, on_error)
-    if weights == "uniform":
-        resp.weight = np.ones_like(resp.weight)
-    timings["read"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scores = aggregate_scores(imgs, resp, dev)
-    words = aggregate_words(imgs, resp, dev)
-    timings["reduce"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    heatmaps = {
-        kind: aggregate_heatmaps(
-            imgs,
-            resp,
-            task,
-            preset=preset,
-            size=size,
-            device=dev,
-            dtype=dtype,
-            budget=budget,
-            progress=progress,
-        )
-        for kind, task in zip(HEATMAP_KINDS, POINT_TASKS, strict=True)
-    }
-    timings["splat"] = time.perf_counter() - t0
-    config = {
-        "preset": preset,
-        "heatmap_size": "native" if size is None else f"{size[0]}x{size[1]}",
-        "device": str(dev),
-        "dtype": dtype,
-        "on_error": on_error,
-        "weights": weights,
-        "memory_budget": budget,
-    }
+    read_s = time.perf_counter() - t0
+    scores, words, heatmaps, timings = compute(imgs, resp, config, progress)
     inputs = ([imgs.source] if imgs.source else []) + paths
     return AggregationResult(
-        imgs, scores, words, heatmaps, config, stats, rejected, timings, inputs
+        imgs, scores, words, heatmaps, config, stats, rejected, {"read": read_s, **timings}, inputs
     )

@@ -43,18 +43,23 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--memory-budget", default="512MB", help="heatmap buffer budget (e.g. 1GB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished stages of an interrupted run with the same inputs and options",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_aggregate)
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    from rfengine.aggregate import aggregate
+    from rfengine.pipeline import aggregate_to_disk
 
     t0 = time.perf_counter()
-    progress = not args.quiet
-    result = aggregate(
+    manifest = aggregate_to_disk(
         args.images,
         args.responses,
+        args.out,
         preset=args.preset,
         heatmap_size=args.heatmap_size,
         device=args.device,
@@ -62,14 +67,15 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         weights=args.weights,
         memory_budget=args.memory_budget,
-        progress=progress,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        progress=not args.quiet,
     )
-    out = result.save(args.out, overwrite=args.overwrite, progress=progress)
-    s = result.stats
+    c = manifest["counts"]
     if not args.quiet:
         print(
-            f"rfengine: {len(result.images)} images, {s.read} rows read "
-            f"({s.used} used, {s.rejected} rejected) -> {out} in {time.perf_counter() - t0:.1f} s",
+            f"rfengine: {c['images']} images, {c['rows_read']} rows read ({c['rows_used']} used, "
+            f"{c['rows_rejected']} rejected) -> {args.out} in {time.perf_counter() - t0:.1f} s",
             file=sys.stderr,
         )
     return 0

@@ -42,6 +42,17 @@ class Images:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, lo: int, hi: int) -> Images:
+        """Rows ``lo:hi`` as an images table of their own (a partition)."""
+        return Images(
+            self.ids[lo:hi],
+            self.prompts[lo:hi],
+            self.width[lo:hi],
+            self.height[lo:hi],
+            self.paths[lo:hi],
+            self.source,
+        )
+
     @property
     def n_tokens(self) -> np.ndarray:
         """``(N,)`` number of prompt tokens per image (the No_Mistake index)."""

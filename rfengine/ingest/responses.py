@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+import pyarrow.parquet as pq
 
 from rfengine.errors import InputError, Rejection
-from rfengine.ingest.formats import check_readable, parquet_where, read_parquet
+from rfengine.ingest.formats import check_readable, parquet_where
 from rfengine.ingest.images import Images, image_index
 
 OnError = Literal["fail", "skip"]
@@ -46,6 +47,8 @@ SCHEMA = pa.schema(
     ]
 )
 REQUIRED = ("image_id", "annotator_id", "task")
+CHUNK_ROWS = 250_000  # rows per chunk for CSV and Parquet
+CHUNK_BYTES = 32 << 20  # bytes per JSONL block (whole lines)
 
 
 @dataclass
@@ -172,79 +175,145 @@ def _records_to_parsed(
     return _Parsed(table, np.array(locs, dtype=np.int64), _line_where, rejected, n_read)
 
 
-def _parse_jsonl(path: Path) -> _Parsed:
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if all(ln.strip() for ln in lines):
-        try:
-            opts = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
-            table = pj.read_json(io.BytesIO(data), parse_options=opts)
-            if table.num_rows == len(lines):
-                locs = np.arange(1, table.num_rows + 1, dtype=np.int64)
-                return _Parsed(table.select(SCHEMA.names), locs, _line_where, [], len(lines))
-        except pa.ArrowInvalid:
-            pass  # a bad line somewhere: the line-by-line parse below pins it down
-    records = []
-    for n, raw in enumerate(lines, 1):
-        text = raw.decode("utf-8", errors="replace")
-        if not text.strip():
-            continue
-        try:
-            records.append((n, json.loads(text), ""))
-        except json.JSONDecodeError as exc:
-            last = n == len(lines) and not data.endswith(b"\n")
-            why = "truncated JSON (file ends mid-record)" if last else f"malformed JSON: {exc.msg}"
-            records.append((n, text[:1000], why))
-    return _records_to_parsed(path, records, False, len(records))
+def _jsonl_blocks(path: Path, chunk_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
+    """(first line number, whole lines, at end of file) blocks of about ``chunk_bytes``."""
+    with path.open("rb") as fh:
+        line, rest = 1, b""
+        while True:
+            block = fh.read(chunk_bytes)
+            if not block:
+                if rest:
+                    yield line, rest, True
+                return
+            data = rest + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            head, rest = data[: cut + 1], data[cut + 1 :]
+            yield line, head, False
+            line += head.count(b"\n")
 
 
-def _parse_csv(path: Path) -> _Parsed:
+def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
+    opts = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+    for first, block, at_end in _jsonl_blocks(path, chunk_bytes):
+        lines = block.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        if all(ln.strip() for ln in lines):
+            try:
+                table = pj.read_json(io.BytesIO(block), parse_options=opts)
+                if table.num_rows == len(lines):
+                    locs = np.arange(first, first + len(lines), dtype=np.int64)
+                    yield _Parsed(table.select(SCHEMA.names), locs, _line_where, [], len(lines))
+                    continue
+            except pa.ArrowInvalid:
+                pass  # a bad line in this block: the line-by-line parse below pins it down
+        records = []
+        for n, raw in enumerate(lines, first):
+            text = raw.decode("utf-8", errors="replace")
+            if not text.strip():
+                continue
+            try:
+                records.append((n, json.loads(text), ""))
+            except json.JSONDecodeError as exc:
+                last = at_end and n == first + len(lines) - 1
+                why = (
+                    "truncated JSON (file ends mid-record)"
+                    if last
+                    else f"malformed JSON: {exc.msg}"
+                )
+                records.append((n, text[:1000], why))
+        yield _records_to_parsed(path, records, False, len(records))
+
+
+def _parse_csv(path: Path, chunk_rows: int) -> Iterator[_Parsed]:
     with path.open(newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise InputError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
-        records = []
+        records: list[tuple[int, Any, str]] = []
         for rec in reader:
             if None in rec:  # more cells than header columns
                 records.append((reader.line_num, rec.pop(None), "more cells than columns"))
             else:
                 records.append((reader.line_num, rec, ""))
-    return _records_to_parsed(path, records, True, len(records))
+            if len(records) >= chunk_rows:
+                yield _records_to_parsed(path, records, True, len(records))
+                records = []
+        if records:
+            yield _records_to_parsed(path, records, True, len(records))
 
 
-def _parse_parquet(path: Path) -> _Parsed:
-    table, groups = read_parquet(path)
-    missing = [c for c in REQUIRED if c not in table.column_names]
+def _parse_parquet(path: Path, chunk_rows: int) -> Iterator[_Parsed]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: unreadable Parquet file: {exc}") from None
+    groups = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+    names = pf.schema_arrow.names
+    missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    cols = []
     for f in SCHEMA:
-        if f.name not in table.column_names:
-            cols.append(pa.nulls(table.num_rows, f.type))
-            continue
-        col = table[f.name]
-        try:
-            cols.append(col.cast(f.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise InputError(
-                f"{path}: column '{f.name}' has type {col.type}; expected {f.type}"
-            ) from None
-    table = pa.Table.from_arrays(cols, schema=SCHEMA)
-    locs = np.arange(table.num_rows, dtype=np.int64)
-    return _Parsed(table, locs, lambda r: parquet_where(int(r), groups), [], table.num_rows)
+        if f.name in names and not _castable(pf.schema_arrow.field(f.name).type, f.type):
+            typ = pf.schema_arrow.field(f.name).type
+            raise InputError(f"{path}: column '{f.name}' has type {typ}; expected {f.type}")
+    start = 0
+    try:
+        for batch in pf.iter_batches(
+            batch_size=chunk_rows, columns=[n for n in SCHEMA.names if n in names]
+        ):
+            n = batch.num_rows
+            cols = [
+                batch.column(f.name).cast(f.type) if f.name in names else pa.nulls(n, f.type)
+                for f in SCHEMA
+            ]
+            table = pa.Table.from_arrays(cols, schema=SCHEMA)
+            locs = np.arange(start, start + n, dtype=np.int64)
+            yield _Parsed(table, locs, lambda r: parquet_where(int(r), groups), [], n)
+            start += n
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: unreadable Parquet data after row {start}: {exc}") from None
 
 
-def parse_file(path: Path) -> _Parsed:
-    """Parse one responses file into the fixed schema (no validation of values yet)."""
+def _castable(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Whether a Parquet column of type ``src`` can be read as ``dst`` without loss of meaning."""
+    if pa.types.is_null(src) or src == dst:
+        return True
+    if pa.types.is_string(dst):
+        return (
+            pa.types.is_string(src) or pa.types.is_large_string(src) or pa.types.is_dictionary(src)
+        )
+    if pa.types.is_floating(dst):
+        return pa.types.is_integer(src) or pa.types.is_floating(src)
+    if pa.types.is_list(dst) or pa.types.is_large_list(dst):
+        return (pa.types.is_list(src) or pa.types.is_large_list(src)) and _castable(
+            src.value_type, dst.value_type
+        )
+    return pa.types.is_integer(dst) and pa.types.is_integer(src)
+
+
+def parse_file(
+    path: Path, chunk_rows: int = CHUNK_ROWS, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[_Parsed]:
+    """Parse one responses file, chunk by chunk, into the fixed schema (values unchecked)."""
     fmt = check_readable(path)
-    parsed = {"jsonl": _parse_jsonl, "csv": _parse_csv, "parquet": _parse_parquet}[fmt](path)
-    if parsed.n_read == 0:
+    if fmt == "jsonl":
+        chunks = _parse_jsonl(path, chunk_bytes)
+    elif fmt == "csv":
+        chunks = _parse_csv(path, chunk_rows)
+    else:
+        chunks = _parse_parquet(path, chunk_rows)
+    n = 0
+    for chunk in chunks:
+        n += chunk.n_read
+        yield chunk
+    if n == 0:
         raise InputError(f"{path}: no rows")
-    return parsed
 
 
 # ------------------------------------------------------------------------- validation
@@ -382,96 +451,176 @@ def _validate(parsed: _Parsed, path: Path, fi: int, images: Images) -> tuple[np.
 
 # ------------------------------------------------------------------------------ reading
 
+#: the columns of validated rows: the schema's, the image's row, and where the row came from
+KEPT = pa.schema(
+    [
+        ("image", pa.int32()),
+        ("annotator_id", pa.string()),
+        ("task", pa.int8()),
+        ("weight", pa.float64()),
+        ("rating", pa.float64()),
+        ("points", pa.list_(pa.list_(pa.float64()))),
+        ("selected", pa.list_(pa.int64())),
+        ("_file", pa.int32()),
+        ("_loc", pa.int64()),
+    ]
+)
+
+
+class ResponseReader:
+    """Streams, validates and finishes responses; every row read is used or rejected.
+
+    ``chunks()`` yields validated rows (schema ``KEPT``) file by file, chunk by chunk;
+    ``finish(rows)`` rejects repeated (image, annotator, task) triples among rows that hold
+    all of an image's responses, and returns ``Responses``. Rejections go to ``sink`` (a
+    list by default) and are counted in ``stats``; with ``on_error="fail"`` the first one
+    raises an InputError instead.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        images: Images,
+        on_error: OnError = "fail",
+        sink: Callable[[list[Rejection]], None] | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+        chunk_bytes: int = CHUNK_BYTES,
+    ):
+        if on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        if not paths:
+            raise InputError("no responses files given")
+        self.paths = [Path(p) for p in paths]
+        self.images, self.on_error = images, on_error
+        self.rejected: list[Rejection] = []
+        self.sink = sink or self.rejected.extend
+        self.chunk_rows, self.chunk_bytes = chunk_rows, chunk_bytes
+        self.stats = ReadStats(
+            [{"path": str(p), "read": 0, "used": 0, "rejected": 0} for p in self.paths]
+        )
+        self.where: list[Callable[[int], str]] = [_line_where] * len(self.paths)
+
+    def _reject(self, rejections: list[Rejection]) -> None:
+        if not rejections:
+            return
+        if self.on_error == "fail":
+            first = min(rejections, key=lambda r: r.order)
+            raise InputError.from_rejection(first, more=len(rejections) - 1)
+        for r in rejections:
+            self.stats.files[r.order[0]]["rejected"] += 1
+        self.sink(rejections)
+
+    def chunks(self) -> Iterator[pa.Table]:
+        """Validated rows, in input order (file by file, chunk by chunk)."""
+        for fi, path in enumerate(self.paths):
+            for parsed in parse_file(path, self.chunk_rows, self.chunk_bytes):
+                self.where[fi] = parsed.where
+                keep, bad = _validate(parsed, path, fi, self.images)
+                early = [
+                    Rejection(r.file, r.where, r.field, r.reason, r.row, (fi, r.order[1]))
+                    for r in parsed.rejected
+                ]
+                self.stats.files[fi]["read"] += parsed.n_read
+                self._reject(early + bad)
+                t = parsed.table.filter(pa.array(keep))
+                img = image_index(self.images, t["image_id"].combine_chunks())
+                task = _np(pc.index_in(t["task"].combine_chunks(), value_set=pa.array(TASKS)), -1)
+                yield pa.Table.from_arrays(
+                    [
+                        pa.array(img, pa.int32()),
+                        t["annotator_id"],
+                        pa.array(task, pa.int8()),
+                        t["weight"].fill_null(1.0),
+                        t["rating"],
+                        t["points"],
+                        t["selected"],
+                        pa.array(np.full(t.num_rows, fi), pa.int32()),
+                        pa.array(parsed.locs[keep], pa.int64()),
+                    ],
+                    schema=KEPT,
+                )
+
+    def finish(self, rows: pa.Table) -> Responses:
+        """Reject repeated (image, annotator, task) triples (the first in input order stays)
+        and turn the rest into flat arrays, sorted by image, task and annotator. ``rows``
+        must hold all rows of its images."""
+        col = {name: rows[name].combine_chunks() for name in KEPT.names}
+        img = col["image"].to_numpy().astype(np.int64)
+        task = col["task"].to_numpy()
+        ann = _np(pc.dictionary_encode(col["annotator_id"]).indices, -1)
+        file_idx, loc = col["_file"].to_numpy(), col["_loc"].to_numpy()
+        order = np.lexsort((loc, file_idx, task, ann, img))
+        same = (
+            (img[order[1:]] == img[order[:-1]])
+            & (ann[order[1:]] == ann[order[:-1]])
+            & (task[order[1:]] == task[order[:-1]])
+        )
+        dup = np.zeros(len(img), bool)
+        dup[order[1:][same]] = True
+        first = order.copy()
+        for k in np.flatnonzero(same):  # each run's first row (runs of repeats are short)
+            first[k + 1] = first[k]
+        rejections = []
+        for k in np.flatnonzero(same):
+            row, orig = int(order[k + 1]), int(first[k + 1])
+            fi, fo = int(file_idx[row]), int(file_idx[orig])
+            rejections.append(
+                Rejection(
+                    str(self.paths[fi]),
+                    self.where[fi](int(loc[row])),
+                    "annotator_id",
+                    f"duplicate response of annotator {col['annotator_id'][row].as_py()!r} "
+                    f"for image {self.images.ids[img[row]]!r}, task {TASKS[task[row]]!r} "
+                    f"(first at {self.paths[fo]}: {self.where[fo](int(loc[orig]))})",
+                    {
+                        "image_id": self.images.ids[img[row]],
+                        "annotator_id": col["annotator_id"][row].as_py(),
+                        "task": TASKS[task[row]],
+                    },  # fmt: skip
+                    (fi, int(loc[row])),
+                )
+            )
+        self._reject(sorted(rejections, key=lambda r: r.order))
+        keep = ~dup
+        for fi, n in enumerate(np.bincount(file_idx[keep], minlength=len(self.paths))):
+            self.stats.files[fi]["used"] += int(n)
+        kept = rows.filter(pa.array(keep))
+        # a canonical order, so that sums (and so every result) are bit-identical whatever
+        # the input order, file split or partitioning
+        keys = [("image", "ascending"), ("task", "ascending"), ("annotator_id", "ascending")]
+        canon = pc.sort_indices(kept, sort_keys=keys)
+        kept = kept.take(canon)
+        img = kept["image"].combine_chunks().to_numpy().astype(np.int64)
+        task = kept["task"].combine_chunks().to_numpy()
+        pts, sel = kept["points"].combine_chunks(), kept["selected"].combine_chunks()
+        n_pts = _np(pc.list_value_length(pts), 0)
+        n_sel = _np(pc.list_value_length(sel), 0)
+        coords = _np(pts.flatten().flatten(), np.nan) if len(pts) else np.zeros(0)
+        return Responses(
+            image=img,
+            task=task.astype(np.int8),
+            weight=_np(kept["weight"].combine_chunks(), 1.0).astype(np.float64),
+            rating=_np(kept["rating"].combine_chunks(), np.nan).astype(np.float64),
+            point_offsets=np.concatenate([[0], np.cumsum(n_pts)]).astype(np.int64),
+            points=coords.reshape(-1, 2).astype(np.float64),
+            selected_offsets=np.concatenate([[0], np.cumsum(n_sel)]).astype(np.int64),
+            selected=_np(sel.flatten(), 0).astype(np.int64) if len(sel) else np.zeros(0, np.int64),
+        )
+
 
 def read_responses(
     paths: Sequence[str | Path], images: Images, on_error: OnError = "fail"
 ) -> tuple[Responses, list[Rejection], ReadStats]:
-    """Read, validate and combine response files (any order, any number of files).
+    """Read, validate and combine response files (any order, any number of files), in memory.
 
     Returns the used responses, the rejected rows (sorted by file and line) and per-file
-    counts. With ``on_error="fail"`` the first bad row raises an InputError naming its file,
-    line and field; with ``"skip"`` bad rows are returned as rejections. A (image,
+    counts. With ``on_error="fail"`` the first bad row found raises an InputError naming its
+    file, line and field; with ``"skip"`` bad rows are returned as rejections. A (image,
     annotator, task) seen twice keeps its first occurrence and rejects the later ones.
+    For inputs larger than memory, ``rfengine.pipeline`` streams the same steps.
     """
-    if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
-    if not paths:
-        raise InputError("no responses files given")
-    tables, rejected, stats = [], [], ReadStats()
-    for fi, p in enumerate(paths):
-        path = Path(p)
-        parsed = parse_file(path)
-        keep, bad = _validate(parsed, path, fi, images)
-        rej = [
-            Rejection(r.file, r.where, r.field, r.reason, r.row, (fi, r.order[1]))
-            for r in parsed.rejected
-        ]
-        rejected += rej + bad
-        kept = (
-            parsed.table.filter(pa.array(keep))
-            .append_column("_loc", pa.array(parsed.locs[keep]))
-            .append_column("_file", pa.array(np.full(int(keep.sum()), fi, dtype=np.int64)))
-        )
-        tables.append((kept, parsed.where))
-        stats.files.append(
-            {"path": str(path), "read": parsed.n_read, "used": 0, "rejected": len(rej) + len(bad)}
-        )
-
-    whole = pa.concat_tables([t for t, _ in tables]).combine_chunks()
-    col = {name: whole[name].combine_chunks() for name in whole.column_names}
-    img = image_index(images, col["image_id"])
-    task = _np(pc.index_in(col["task"], value_set=pa.array(TASKS)), -1).astype(np.int8)
-    ann = _np(pc.dictionary_encode(col["annotator_id"]).indices, -1)
-    file_idx = col["_file"].to_numpy()
-    loc = col["_loc"].to_numpy()
-    # duplicates: sort by key then input order; every repeat of the previous key is rejected
-    order = np.lexsort((loc, file_idx, task, ann, img))
-    same = (
-        (img[order[1:]] == img[order[:-1]])
-        & (ann[order[1:]] == ann[order[:-1]])
-        & (task[order[1:]] == task[order[:-1]])
-    )
-    dup = np.zeros(len(img), bool)
-    first = order.copy()
-    for k in np.flatnonzero(same):  # propagate each run's first row (runs are short)
-        first[k + 1] = first[k]
-    dup[order[1:][same]] = True
-    for k in np.flatnonzero(same):
-        row, orig = order[k + 1], first[k + 1]
-        where_first = tables[file_idx[orig]][1](loc[orig])
-        rejected.append(
-            Rejection(
-                str(paths[file_idx[row]]),
-                tables[file_idx[row]][1](loc[row]),
-                "annotator_id",
-                f"duplicate response of annotator {col['annotator_id'][int(row)].as_py()!r} "
-                f"for image {col['image_id'][int(row)].as_py()!r}, task {TASKS[task[row]]!r} "
-                f"(first at {paths[file_idx[orig]]}: {where_first})",
-                whole.slice(int(row), 1).select(SCHEMA.names).to_pylist()[0],
-                (int(file_idx[row]), int(loc[row])),
-            )
-        )
-        stats.files[file_idx[row]]["rejected"] += 1
-    rejected.sort(key=lambda r: r.order)
-    if rejected and on_error == "fail":
-        raise InputError.from_rejection(rejected[0], more=len(rejected) - 1)
-
-    keep = ~dup
-    for fi in range(len(paths)):
-        stats.files[fi]["used"] = int(np.count_nonzero(keep & (file_idx == fi)))
-    whole = whole.filter(pa.array(keep))
-    pts, sel = whole["points"].combine_chunks(), whole["selected"].combine_chunks()
-    n_pts = _np(pc.list_value_length(pts), 0)
-    n_sel = _np(pc.list_value_length(sel), 0)
-    coords = _np(pts.flatten().flatten(), np.nan) if len(pts) else np.zeros(0)
-    responses = Responses(
-        image=img[keep],
-        task=task[keep],
-        weight=_np(whole["weight"], 1.0).astype(np.float64),
-        rating=_np(whole["rating"], np.nan).astype(np.float64),
-        point_offsets=np.concatenate([[0], np.cumsum(n_pts)]).astype(np.int64),
-        points=coords.reshape(-1, 2).astype(np.float64),
-        selected_offsets=np.concatenate([[0], np.cumsum(n_sel)]).astype(np.int64),
-        selected=_np(sel.flatten(), 0).astype(np.int64) if len(sel) else np.zeros(0, np.int64),
-    )
-    return responses, rejected, stats
+    reader = ResponseReader(paths, images, on_error)
+    rows = pa.concat_tables(list(reader.chunks()))
+    responses = reader.finish(rows)
+    reader.rejected.sort(key=lambda r: r.order)
+    return responses, reader.rejected, reader.stats

@@ -1,4 +1,8 @@
-"""Write: the HF dataset, safetensors targets, manifest and rejections, atomically."""
+"""Write: the HF dataset, safetensors targets, manifest and rejections, atomically.
+
+Outputs are built partition by partition in a work folder beside ``out`` and published by
+one rename, so that no ``out`` ever looks complete before it is.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,30 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rfengine.write.dataset import build_table, write_dataset
+from rfengine.write.dataset import build_table, finalize_dataset, write_dataset_part
 from rfengine.write.manifest import build_manifest, sha256
-from rfengine.write.targets import load_targets, write_targets
+from rfengine.write.targets import finalize_targets, load_targets, write_targets
 
 if TYPE_CHECKING:
     from rfengine.aggregate import AggregationResult
 
-__all__ = ["build_table", "load_targets", "save_result", "sha256", "write_dataset", "write_targets"]
+__all__ = [
+    "build_table",
+    "check_target",
+    "finalize_dataset",
+    "finalize_targets",
+    "load_targets",
+    "publish",
+    "save_result",
+    "sha256",
+    "write_dataset_part",
+    "write_rejections",
+    "write_targets",
+]
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def check_target(out: Path, overwrite: bool) -> None:
+    """Refuse to replace ``out`` unless asked, and never a folder rfengine did not write."""
     if not out.exists():
         return
     if not overwrite:
@@ -30,47 +47,50 @@ def _check_target(out: Path, overwrite: bool) -> None:
         )
 
 
+def publish(ready: Path, out: Path, overwrite: bool) -> Path:
+    """Rename the finished folder ``ready`` to ``out`` (replacing it only with overwrite)."""
+    check_target(out, overwrite)
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+    ready.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def write_rejections(rejections, path: Path, mode: str = "w") -> None:
+    """Append (or write) rejections as JSON lines."""
+    with path.open(mode, encoding="utf-8") as fh:
+        for rej in rejections:
+            fh.write(json.dumps(rej.to_json(), ensure_ascii=False, default=str) + "\n")
+
+
 def save_result(
     result: AggregationResult, out: Path, *, overwrite: bool = False, progress: bool = False
 ) -> Path:
-    """Write everything into a hidden sibling folder, then rename it to ``out``.
-
-    A failed or interrupted run leaves no ``out`` (and removes its temporary folder when it
-    can); an existing ``out`` is replaced only with ``overwrite``, and only at the end.
-    """
+    """Write an in-memory result: one partition through the same writers as the pipeline."""
     out = Path(out)
-    _check_target(out, overwrite)
+    check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    work = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    ready = work / "ready"
+    ready.mkdir(parents=True)
     try:
         t0 = time.perf_counter()
-        n_rows = write_dataset(result, tmp / "dataset", progress=progress)
-        shards = write_targets(result, tmp / "targets")
+        write_dataset_part(result, work / "part-00000.arrow")
+        n_rows = finalize_dataset([work / "part-00000.arrow"], ready / "dataset", progress=progress)
+        entries = write_targets(result, work / "shards")
+        shards = finalize_targets(entries, work / "shards", ready / "targets")
         if result.rejected:
-            with (tmp / "rejected.jsonl").open("w", encoding="utf-8") as fh:
-                for rej in result.rejected:
-                    fh.write(json.dumps(rej.to_json(), ensure_ascii=False, default=str) + "\n")
+            write_rejections(result.rejected, ready / "rejected.jsonl")
         result.timings["write"] = time.perf_counter() - t0
-        outputs = {
-            "dataset": {"path": "dataset", "rows": n_rows},
-            "targets": {"path": "targets", "shards": len(shards)},
-            "rejected": {
-                "path": "rejected.jsonl" if result.rejected else None,
-                "rows": len(result.rejected),
-            },
-        }
-        manifest = build_manifest(result, outputs)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        manifest = build_manifest(result.inputs, result.config, result.stats, result.timings,
+                                  len(result.images), n_rows, len(shards))  # fmt: skip
+        (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        publish(ready, out, overwrite)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out

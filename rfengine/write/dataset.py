@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, DatasetInfo, Features, Image, List, Value
+from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
+from datasets.arrow_writer import ArrowWriter
 from datasets.utils import logging as ds_logging
 
 from rfengine.ingest import CRITERIA
@@ -106,14 +107,23 @@ def build_table(result: AggregationResult) -> tuple[pa.Table, Features]:
     return table, feats
 
 
-def write_dataset(result: AggregationResult, path: Path, *, progress: bool = False) -> int:
-    """``Dataset.save_to_disk`` of the results, one row per image in images-table order."""
+def write_dataset_part(result: AggregationResult, path: Path) -> int:
+    """One partition's rows as an Arrow file in datasets' format; returns the row count."""
     table, feats = build_table(result)
-    ds = Dataset(table, info=DatasetInfo(features=feats, description="rfengine aggregation"))
+    with ArrowWriter(features=feats, path=str(path)) as writer:
+        writer.write_table(table)
+        writer.finalize()
+    return table.num_rows
+
+
+def finalize_dataset(parts: list[Path], dest: Path, *, progress: bool = False) -> int:
+    """Concatenate partition files (memory-mapped) and ``save_to_disk`` them to ``dest``."""
+    ds = concatenate_datasets([Dataset.from_file(str(p)) for p in parts])
+    ds.info.description = "rfengine aggregation"
     was_enabled = ds_logging.is_progress_bar_enabled()
     (ds_logging.enable_progress_bar if progress else ds_logging.disable_progress_bar)()
     try:
-        ds.save_to_disk(str(path), max_shard_size="500MB")
+        ds.save_to_disk(str(dest), max_shard_size="500MB")
     finally:
         (ds_logging.enable_progress_bar if was_enabled else ds_logging.disable_progress_bar)()
     return ds.num_rows

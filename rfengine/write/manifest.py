@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rfengine.aggregate import AggregationResult
+    from rfengine.ingest import ReadStats
 
 _PACKAGES = ("rfengine", "torch", "numpy", "pyarrow", "datasets", "safetensors", "pillow")
 
@@ -36,24 +36,45 @@ def versions() -> dict[str, str]:
     return out
 
 
-def build_manifest(result: AggregationResult, outputs: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's content; ``counts`` satisfies read = used + rejected."""
-    stats = result.stats
+def build_manifest(
+    inputs: list[Path] | list[dict[str, Any]],
+    config: dict[str, Any],
+    stats: ReadStats,
+    timings: dict[str, float],
+    n_images: int,
+    n_rows: int,
+    n_shards: int,
+) -> dict[str, Any]:
+    """The manifest's content; ``counts`` satisfies read = used + rejected.
+
+    ``inputs`` are paths (hashed here) or ``{"path", "bytes", "sha256"}`` records.
+    """
+    records = [describe_input(p) if isinstance(p, Path) else p for p in inputs]
     return {
         "format": "rfengine-output/1",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "inputs": [
-            {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256(p)} for p in result.inputs
-        ],
-        "config": result.config,
+        "inputs": records,
+        "config": config,
         "versions": versions(),
         "counts": {
-            "images": len(result.images),
+            "images": n_images,
             "rows_read": stats.read,
             "rows_used": stats.used,
             "rows_rejected": stats.rejected,
             "files": stats.files,
         },
-        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
-        "outputs": outputs,
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "outputs": {
+            "dataset": {"path": "dataset", "rows": n_rows},
+            "targets": {"path": "targets", "shards": n_shards},
+            "rejected": {
+                "path": "rejected.jsonl" if stats.rejected else None,
+                "rows": stats.rejected,
+            },
+        },
     }
+
+
+def describe_input(path: Path) -> dict[str, Any]:
+    """``{"path", "bytes", "sha256"}`` of an input file."""
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256(path)}

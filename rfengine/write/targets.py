@@ -61,7 +61,9 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
     """The tensors of one shard (see the module docstring)."""
     h, w = hw
     dt = torch.float16 if result.config["dtype"] == "float16" else torch.float32
-    t: dict[str, torch.Tensor] = {"row": torch.from_numpy(rows.astype(np.int64))}
+    t: dict[str, torch.Tensor] = {
+        "row": torch.from_numpy(rows.astype(np.int64) + result.row_offset)
+    }
     for kind in ("coherence", "alignment"):
         maps = [result.heatmaps[kind][k] for k in rows]
         stack = torch.zeros((len(rows), h, w), dtype=dt)
@@ -89,8 +91,12 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
     return t
 
 
-def write_targets(result: AggregationResult, folder: Path) -> list[dict]:
-    """Write every shard and ``index.json``; returns the index entries."""
+def write_targets(result: AggregationResult, folder: Path, tag: str = "") -> list[dict]:
+    """Write one partition's shards into ``folder``; returns their index entries.
+
+    Shards are named ``{H}x{W}{tag}-{k:05d}.safetensors``; ``finalize_targets`` renumbers
+    them into one series per size.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     itemsize = 2 if result.config["dtype"] == "float16" else 4
     index = []
@@ -98,7 +104,7 @@ def write_targets(result: AggregationResult, folder: Path) -> list[dict]:
         per_shard = max(1, SHARD_BYTES // (2 * h * w * itemsize))
         for s, start in enumerate(range(0, len(rows), per_shard)):
             part = rows[start : start + per_shard]
-            name = f"{h}x{w}-{s:05d}.safetensors"
+            name = f"{h}x{w}{tag}-{s:05d}.safetensors"
             meta = {
                 "format": FORMAT,
                 "image_ids": json.dumps([result.images.ids[k] for k in part]),
@@ -109,8 +115,24 @@ def write_targets(result: AggregationResult, folder: Path) -> list[dict]:
             }
             save_file(shard_tensors(result, part, (h, w)), str(folder / name), metadata=meta)
             index.append({"file": name, "height": h, "width": w, "images": len(part)})
-    (folder / "index.json").write_text(json.dumps({"format": FORMAT, "shards": index}, indent=2))
     return index
+
+
+def finalize_targets(entries: list[dict], src: Path, dest: Path) -> list[dict]:
+    """Move shards from ``src`` to ``dest`` as ``{H}x{W}-{k:05d}.safetensors`` (in row order
+    within each size) and write ``index.json``; returns the final entries."""
+    dest.mkdir(parents=True, exist_ok=True)
+    seq: dict[tuple[int, int], int] = {}
+    final = []
+    for e in entries:
+        key = (e["height"], e["width"])
+        k = seq.get(key, 0)
+        seq[key] = k + 1
+        name = f"{e['height']}x{e['width']}-{k:05d}.safetensors"
+        (src / e["file"]).replace(dest / name)
+        final.append({**e, "file": name})
+    (dest / "index.json").write_text(json.dumps({"format": FORMAT, "shards": final}, indent=2))
+    return final
 
 
 def load_targets(path: str | Path, *, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
