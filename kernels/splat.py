@@ -190,7 +190,25 @@ def gaussian_modes(
         active = active[moved > tol]
         if active.numel() == 0:
             break
-    return (x.view(A, S) * sx[:, None]), (y.view(A, S) * sy[:, None])
+    # a start can sit on a saddle (the centroid of two far-apart points is one): where the
+    # end point is no maximum, use the first start's end point instead
+    e, dx, dy = terms(row_a, x, y)
+    g = (
+        (e - e.amax(-1, keepdim=True).clamp_(min=-torch.finfo(dt).max))
+        .clamp_(min=MIN_EXPONENT)
+        .exp_()
+    )
+    g = g * torch.isfinite(e)
+    g0 = g.sum(-1)
+    hxx = (g * dx.square()).sum(-1) - g0
+    hyy = (g * dy.square()).sum(-1) - g0
+    hxy = (g * dx * dy).sum(-1)
+    is_max = ((hxx * hyy - hxy.square()) >= 0) & (hxx <= 0)
+    x, y = x.view(A, S), y.view(A, S)
+    not_max = ~is_max.view(A, S)
+    x = torch.where(not_max, x[:, :1], x)
+    y = torch.where(not_max, y[:, :1], y)
+    return x * sx[:, None], y * sy[:, None]
 
 
 def annotator_peaks(
@@ -225,25 +243,31 @@ def annotator_peaks(
     t = torch.arange(3, device=dev)
     valid = (t[None, :] < count[:, None]).to(gy.dtype)  # (A, 3)
     cols = (first[:, None] + t[None, :]).clamp_(max=n - 1)  # (A, 3)
-    b4 = batch[:, None, None, None]
-    c4 = cols[:, None, None, :]
-    v4 = valid[:, None, None, :]
-
-    def value(i: Tensor, j: Tensor) -> Tensor:  # (A, S, K) -> (A, S, K)
-        return (gy[b4, i[..., None], c4] * gx[b4, c4, j[..., None]] * v4).sum(-1)
-
     di = torch.tensor(_DI, device=dev)
     dj = torch.tensor(_DJ, device=dev)
-    ci, cj = start_i, start_j
+    S = start_i.shape[1]
+    # one row per (annotator, start); rows that stopped moving leave the loop
+    row_a = torch.arange(start_i.shape[0], device=dev).repeat_interleave(S)
+    ci, cj = start_i.reshape(-1).clone(), start_j.reshape(-1).clone()
+    active = torch.arange(ci.numel(), device=dev)
+
+    def value_rows(a: Tensor, i: Tensor, j: Tensor) -> Tensor:  # (R,), (R, K) -> (R, K)
+        b, c, v = batch[a][:, None, None], cols[a][:, None, :], valid[a][:, None, :]
+        return (gy[b, i[..., None], c] * gx[b, c, j[..., None]] * v).sum(-1)
+
     for _ in range(H + W):
-        ni = (ci[..., None] + di).clamp_(0, H - 1)
-        nj = (cj[..., None] + dj).clamp_(0, W - 1)
-        best = value(ni, nj).argmax(-1, keepdim=True)
+        a = row_a[active]
+        ni = (ci[active][:, None] + di).clamp_(0, H - 1)
+        nj = (cj[active][:, None] + dj).clamp_(0, W - 1)
+        best = value_rows(a, ni, nj).argmax(-1, keepdim=True)
         ni, nj = ni.gather(-1, best).squeeze(-1), nj.gather(-1, best).squeeze(-1)
-        if bool((ni == ci).all()) and bool((nj == cj).all()):
+        moved = (ni != ci[active]) | (nj != cj[active])
+        ci[active], cj[active] = ni, nj
+        active = active[moved]
+        if active.numel() == 0:
             break
-        ci, cj = ni, nj
-    return value(ci[..., None], cj[..., None]).squeeze(-1).amax(-1)
+    peaks = value_rows(row_a, ci[:, None], cj[:, None]).squeeze(-1)
+    return peaks.view(-1, S).amax(-1)
 
 
 def splat_heatmaps(

@@ -138,11 +138,11 @@ class AggregationResult:
     inputs: list[Path] = field(default_factory=list)
     row_offset: int = 0  # row of images[0] in the whole images table (a partition's start)
 
-    def save(self, out: str | Path, *, overwrite: bool = False, progress: bool = False) -> Path:
+    def save(self, out: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``dataset/``, ``targets/``, ``manifest.json`` (and ``rejected.jsonl``)."""
         from rfengine.write import save_result
 
-        return save_result(self, Path(out), overwrite=overwrite, progress=progress)
+        return save_result(self, Path(out), overwrite=overwrite)
 
 
 def aggregate_scores(images: Images, r: Responses, device: torch.device) -> dict[str, Scores]:
@@ -322,7 +322,7 @@ def compute(
             size=size,
             device=dev,
             dtype=config["dtype"],
-            budget=config["memory_budget"],
+            budget=config["memory_budget"] // 4,  # splat buffers; the maps themselves too
             progress=progress,
         )
         for kind, task in zip(HEATMAP_KINDS, POINT_TASKS, strict=True)

@@ -47,8 +47,10 @@ from rfengine.write import (
 from rfengine.write.manifest import build_manifest, describe_input
 
 #: bytes of memory one response row costs while a partition is aggregated (Arrow columns,
-#: numpy copies, annotator strings), measured with tests/benchmarks; used to size partitions
-ROW_BYTES = 400
+#: sort and numpy copies, annotator strings), measured with benchmarks/ingest.py
+ROW_BYTES = 1000
+#: copies of a partition's heatmaps alive at once (the maps, a cast, an Arrow slice, a shard)
+HEAT_COPIES = 3
 #: rough bytes per JSONL or CSV row, to estimate a file's rows from its size
 TEXT_ROW_BYTES = 110
 FORMAT = "rfengine-work/1"
@@ -76,7 +78,7 @@ def plan_partitions(images: Images, rows: int, config: dict[str, Any]) -> int:
         pixels = h * w
     item = 2 if config["dtype"] == "float16" else 4
     heat_per_image = 2 * pixels * item  # both kinds, held until the partition is written
-    by_heat = max(1, (budget // 2) // heat_per_image)
+    by_heat = max(1, (budget // 2) // (HEAT_COPIES * heat_per_image))
     parts_by_rows = max(1, math.ceil(rows * ROW_BYTES / (budget // 2)))
     by_rows = max(1, math.ceil(n / parts_by_rows))
     return max(1, min(by_heat, by_rows, n))
@@ -198,7 +200,7 @@ def aggregate_to_disk(
     ready.mkdir()
     say("writing the dataset")
     parts = [work.dir / "dataset-parts" / f"part-{p:05d}.arrow" for p in range(n_parts)]
-    n_rows = finalize_dataset(parts, ready / "dataset", progress=progress) if parts else 0
+    n_rows = finalize_dataset(parts, ready / "dataset")
     entries = [e for p in range(n_parts) for e in state["parts"][str(p)]["targets"]]
     shards = finalize_targets(entries, work.dir / "shards", ready / "targets")
     rejected_files = [work.dir / "rejected-read.jsonl"] + [

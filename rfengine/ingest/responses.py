@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ SCHEMA = pa.schema(
 REQUIRED = ("image_id", "annotator_id", "task")
 CHUNK_ROWS = 250_000  # rows per chunk for CSV and Parquet
 CHUNK_BYTES = 32 << 20  # bytes per JSONL block (whole lines)
+_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
 
 
 @dataclass
@@ -198,18 +200,20 @@ def _jsonl_blocks(path: Path, chunk_bytes: int) -> Iterator[tuple[int, bytes, bo
 def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
     opts = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
     for first, block, at_end in _jsonl_blocks(path, chunk_bytes):
-        lines = block.split(b"\n")
-        if lines[-1] == b"":
-            lines.pop()
-        if all(ln.strip() for ln in lines):
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        body = block[:-1] if block.endswith(b"\n") else block
+        if not _BLANK_LINE.search(body):  # no blank line: row k is line first + k
             try:
                 table = pj.read_json(io.BytesIO(block), parse_options=opts)
-                if table.num_rows == len(lines):
-                    locs = np.arange(first, first + len(lines), dtype=np.int64)
-                    yield _Parsed(table.select(SCHEMA.names), locs, _line_where, [], len(lines))
+                if table.num_rows == n_lines:
+                    locs = np.arange(first, first + n_lines, dtype=np.int64)
+                    yield _Parsed(table.select(SCHEMA.names), locs, _line_where, [], n_lines)
                     continue
             except pa.ArrowInvalid:
                 pass  # a bad line in this block: the line-by-line parse below pins it down
+        lines = block.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
         records = []
         for n, raw in enumerate(lines, first):
             text = raw.decode("utf-8", errors="replace")

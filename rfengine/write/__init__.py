@@ -67,9 +67,7 @@ def write_rejections(rejections, path: Path, mode: str = "w") -> None:
             fh.write(json.dumps(rej.to_json(), ensure_ascii=False, default=str) + "\n")
 
 
-def save_result(
-    result: AggregationResult, out: Path, *, overwrite: bool = False, progress: bool = False
-) -> Path:
+def save_result(result: AggregationResult, out: Path, *, overwrite: bool = False) -> Path:
     """Write an in-memory result: one partition through the same writers as the pipeline."""
     out = Path(out)
     check_target(out, overwrite)
@@ -81,7 +79,7 @@ def save_result(
     try:
         t0 = time.perf_counter()
         write_dataset_part(result, work / "part-00000.arrow")
-        n_rows = finalize_dataset([work / "part-00000.arrow"], ready / "dataset", progress=progress)
+        n_rows = finalize_dataset([work / "part-00000.arrow"], ready / "dataset")
         entries = write_targets(result, work / "shards")
         shards = finalize_targets(entries, work / "shards", ready / "targets")
         if result.rejected:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
+from datasets import Dataset, Features, Image, List, Value, concatenate_datasets, load_from_disk
 from datasets.arrow_writer import ArrowWriter
-from datasets.utils import logging as ds_logging
 
 from rfengine.ingest import CRITERIA
 
@@ -72,58 +72,112 @@ def word_scores_json(result: AggregationResult) -> list[str | None]:
     return out
 
 
-def build_table(result: AggregationResult) -> tuple[pa.Table, Features]:
-    """The dataset as an Arrow table cast to its declared features."""
+def build_table(
+    result: AggregationResult, lo: int = 0, hi: int | None = None
+) -> tuple[pa.Table, Features]:
+    """Rows ``lo:hi`` of the dataset as an Arrow table cast to its declared features."""
     imgs = result.images
+    hi = len(imgs) if hi is None else hi
+    rows = slice(lo, hi)
     with_image = any(p is not None for p in imgs.paths)
     dtype = result.config["dtype"]
     feats = features(with_image, dtype)
     cols: dict[str, pa.Array] = {}
     if with_image:
         cols["image"] = pa.array(
-            [None if p is None else {"bytes": p.read_bytes(), "path": p.name} for p in imgs.paths],
+            [
+                None if p is None else {"bytes": p.read_bytes(), "path": p.name}
+                for p in imgs.paths[rows]
+            ],
             type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
         )
-    cols["prompt"] = pa.array(imgs.prompts, pa.string())
-    cols["word_scores"] = pa.array(word_scores_json(result), pa.string())
+    cols["prompt"] = pa.array(imgs.prompts[rows], pa.string())
+    cols["word_scores"] = pa.array(word_scores_json(result)[rows], pa.string())
     for c in CRITERIA:
         s = result.scores[c]
-        cols[f"{c}_score"] = _nullable(s.score, np.isnan(s.score), pa.float32())
+        cols[f"{c}_score"] = _nullable(s.score[rows], np.isnan(s.score[rows]), pa.float32())
     for c in CRITERIA:
         s = result.scores[c]
-        cols[f"{c}_score_norm"] = _nullable(s.norm, np.isnan(s.score), pa.float32())
-    cols["alignment_heatmap"] = heatmap_column(result.heatmaps["alignment"], dtype)
-    cols["coherence_heatmap"] = heatmap_column(result.heatmaps["coherence"], dtype)
-    cols["image_id"] = pa.array(imgs.ids, pa.string())
-    no_words = result.words.count == 0
-    cols["no_mistake_score"] = _nullable(result.words.no_mistake, no_words, pa.float32())
-    cols["word_weight_total"] = pa.array(result.words.total, pa.float32())
+        cols[f"{c}_score_norm"] = _nullable(s.norm[rows], np.isnan(s.score[rows]), pa.float32())
+    cols["alignment_heatmap"] = heatmap_column(result.heatmaps["alignment"][rows], dtype)
+    cols["coherence_heatmap"] = heatmap_column(result.heatmaps["coherence"][rows], dtype)
+    cols["image_id"] = pa.array(imgs.ids[rows], pa.string())
+    words = result.words
+    no_words = words.count[rows] == 0
+    cols["no_mistake_score"] = _nullable(words.no_mistake[rows], no_words, pa.float32())
+    cols["word_weight_total"] = pa.array(words.total[rows], pa.float32())
     for c in CRITERIA:
         s = result.scores[c]
-        cols[f"{c}_count"] = pa.array(s.count, pa.int32())
-        cols[f"{c}_weight"] = pa.array(s.weight, pa.float32())
-        cols[f"{c}_std"] = _nullable(s.std, np.isnan(s.std), pa.float32())
+        cols[f"{c}_count"] = pa.array(s.count[rows], pa.int32())
+        cols[f"{c}_weight"] = pa.array(s.weight[rows], pa.float32())
+        cols[f"{c}_std"] = _nullable(s.std[rows], np.isnan(s.std[rows]), pa.float32())
     table = pa.table(cols).cast(feats.arrow_schema)
     return table, feats
 
 
-def write_dataset_part(result: AggregationResult, path: Path) -> int:
-    """One partition's rows as an Arrow file in datasets' format; returns the row count."""
-    table, feats = build_table(result)
+def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int = 64 << 20) -> int:
+    """One partition's rows as an Arrow file in datasets' format; returns the row count.
+
+    Rows are converted ``slice_bytes`` of heatmaps at a time, so that memory holds one
+    slice's Arrow copy, not the partition's.
+    """
+    n = len(result.images)
+    item = 2 if result.config["dtype"] == "float16" else 4
+    sizes = [
+        sum(
+            m.size
+            for m in (result.heatmaps[k][i] for k in ("coherence", "alignment"))
+            if m is not None
+        )
+        for i in range(n)
+    ]
+    bounds, acc = [0], 0
+    for i, size in enumerate(sizes):
+        acc += size * item
+        if acc > slice_bytes and i + 1 > bounds[-1]:
+            bounds.append(i + 1)
+            acc = 0
+    if bounds[-1] != n:
+        bounds.append(n)
+    feats = features(any(p is not None for p in result.images.paths), result.config["dtype"])
     with ArrowWriter(features=feats, path=str(path)) as writer:
-        writer.write_table(table)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            writer.write_table(build_table(result, lo, hi)[0])
         writer.finalize()
-    return table.num_rows
+    return n
 
 
-def finalize_dataset(parts: list[Path], dest: Path, *, progress: bool = False) -> int:
-    """Concatenate partition files (memory-mapped) and ``save_to_disk`` them to ``dest``."""
-    ds = concatenate_datasets([Dataset.from_file(str(p)) for p in parts])
-    ds.info.description = "rfengine aggregation"
-    was_enabled = ds_logging.is_progress_bar_enabled()
-    (ds_logging.enable_progress_bar if progress else ds_logging.disable_progress_bar)()
-    try:
-        ds.save_to_disk(str(dest), max_shard_size="500MB")
-    finally:
-        (ds_logging.enable_progress_bar if was_enabled else ds_logging.disable_progress_bar)()
-    return ds.num_rows
+def finalize_dataset(parts: list[Path], dest: Path) -> int:
+    """Make the partition files (datasets' ArrowWriter output) a ``save_to_disk`` folder.
+
+    The files are renamed to ``data-{k:05d}-of-{n:05d}.arrow``, the layout ``save_to_disk``
+    writes; ``state.json`` and ``dataset_info.json`` are taken from a ``Dataset`` over those
+    files, so nothing is copied (a copy would double the write time, and its memory-mapped
+    source pages would count in RSS). ``load_from_disk`` then checks the folder.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    n = len(parts)
+    names = [f"data-{k:05d}-of-{n:05d}.arrow" for k in range(n)]
+    for part, name in zip(parts, names, strict=True):
+        part.replace(dest / name)
+    ds = concatenate_datasets([Dataset.from_file(str(dest / name)) for name in names])
+    state = {
+        "_data_files": [{"filename": name} for name in names],
+        "_fingerprint": ds._fingerprint,
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    info = asdict(ds.info)
+    info["description"] = "rfengine aggregation"
+    (dest / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+    (dest / "dataset_info.json").write_text(
+        json.dumps({k: info[k] for k in sorted(info)}, indent=2)
+    )
+    rows = ds.num_rows
+    del ds
+    if load_from_disk(str(dest)).num_rows != rows:
+        raise RuntimeError(f"{dest}: the written dataset does not load back with {rows} rows")
+    return rows

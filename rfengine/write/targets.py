@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from rfengine.aggregate import AggregationResult
 
 FORMAT = "rfengine-targets/1"
-SHARD_BYTES = 1 << 30
+SHARD_BYTES = 256 << 20  # heatmap bytes per shard (each is stacked in memory to be saved)
 
 
 def _shape_groups(result: AggregationResult) -> dict[tuple[int, int], np.ndarray]:
