@@ -187,6 +187,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-rapidata",
+        help="convert Rapidata job results into the responses format",
+        description="Convert the results JSON of Rapidata jobs (rapidata 3.x download or "
+        "get_results(), or the 2.x layout) into one responses file for rfengine aggregate.",
+    )
+    p.add_argument("--images", required=True, type=Path, help="images table (paths give names)")
+    p.add_argument("--out", required=True, type=Path, help="responses file (.jsonl or .parquet)")
+    p.add_argument(
+        "--coherence-scale",
+        action="store_const",
+        const="coherence",
+        default="severity",
+        help="the coherence job was asked on the coherence scale (5 = coherent); by default "
+        "it is taken as error severity, as in the seed (5 = most errors), and flipped",
+    )
+    p.add_argument(
+        "jobs", nargs="+", metavar="TASK=RESULTS.json", help=f"tasks: {', '.join(_tasks())}"
+    )
+    p.set_defaults(func=cmd_import)
+
+
+def _tasks() -> tuple[str, ...]:
+    from rfengine.ingest import TASKS
+
+    return TASKS
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rfengine.ingest import read_images
+    from rfengine.ingest.rapidata import import_rapidata
+
+    jobs = []
+    for spec in args.jobs:
+        task, sep, path = spec.partition("=")
+        if not sep or task not in _tasks() or not path:
+            raise ValueError(
+                f"expected TASK=RESULTS.json with TASK one of {', '.join(_tasks())}, got {spec!r}"
+            )
+        jobs.append((task, Path(path)))
+    images = read_images(args.images, require_files=False)  # names are matched, not opened
+    summary = import_rapidata(images, jobs, args.out, args.coherence_scale)
+    for job in summary["jobs"]:
+        extra = []
+        if job["no_weight"]:
+            extra.append(f"{job['no_weight']} without a trust score (weighted 1.0)")
+        if job["no_annotator_id"]:
+            extra.append(
+                f"{job['no_annotator_id']} without an annotator id (duplicate detection off)"
+            )
+        tail = f" ({'; '.join(extra)})" if extra else ""
+        head = f"rfengine: {job['task']}: {job['rows']} responses from {job['path']}"
+        print(f"{head} [{job['layout']}]{tail}", file=sys.stderr)
+    print(f"rfengine: {summary['rows']} responses -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rfengine",
@@ -194,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_aggregate(sub)
+    _add_import(sub)
     _add_simulate(sub)
     _add_render(sub)
     _add_report(sub)

@@ -123,3 +123,50 @@ def by_image(responses: list[dict], task: str) -> dict[str, list[dict]]:
         if r["task"] == task:
             out.setdefault(r["image_id"], []).append(r)
     return out
+
+
+LIKERT = {
+    "style": ["1: Very ugly", "2: Ugly", "3: Neutral", "4: Beautiful", "5: Very beautiful"],
+    "coherence": ["1: No errors", "2: A few errors", "3: Some errors", "4: Many errors",
+                  "5: Severe errors"],
+    "alignment": ["1: Not at all", "2: A little", "3: Moderately", "4: Very well", "5: Perfectly"],
+}  # fmt: skip
+
+
+def to_rapidata_results(
+    rows: list[dict], images: list[dict], task: str, layout: str = "3.x", with_ids: bool = True
+) -> dict:
+    """The results JSON a Rapidata job would return for ``rows`` of one task.
+
+    3.x: ``results[]`` with ``userDetails.userScores.global``; 2.x: ``results.data[]`` with
+    ``userDetails.userScore``. Coherence labels are on the severity scale (as the seed asks).
+    """
+    names = {im["image_id"]: Path(im.get("path", im["image_id"])).name for im in images}
+    prompts = {im["image_id"]: im["prompt"].split() + ["[No_Mistake]"] for im in images}
+    items: dict[str, dict] = {}
+    for r in rows:
+        if r["task"] != task:
+            continue
+        item = items.setdefault(r["image_id"], {"originalFileName": names[r["image_id"]],
+                                                "detailedResults": []})  # fmt: skip
+        user = {"country": "CH", "language": "en"}
+        if layout == "3.x":
+            user["userScores"] = {"global": r["weight"]}
+        else:
+            user["userScore"] = r["weight"]
+        detail: dict = {"userDetails": user}
+        if with_ids:
+            detail["userId"] = r["annotator_id"]
+        if task in LIKERT:
+            n = 6 - r["rating"] if task == "coherence" else r["rating"]
+            detail["selectedCategory"] = LIKERT[task][n - 1]
+        elif task == "words":
+            words = prompts[r["image_id"]]
+            detail["selectedWords"] = [{"word": words[k], "wordIndex": k} for k in r["selected"]]
+        else:
+            detail["location"] = [{"x": x * 100, "y": y * 100} for x, y in r["points"]]
+        item["detailedResults"].append(detail)
+    results = list(items.values())
+    if layout == "3.x":
+        return {"info": {"type": task, "version": "3.0.0"}, "results": results, "summary": {}}
+    return {"results": {"globalAggregatedData": {}, "data": results}}

@@ -59,12 +59,14 @@ class Images:
         return np.array([len(t) for t in self.tokens], dtype=np.int64)
 
 
-def read_images(path: str | Path) -> Images:
+def read_images(path: str | Path, *, require_files: bool = True) -> Images:
     """Read and validate an images table (JSONL, CSV or Parquet).
 
     Columns: ``image_id`` (unique str), ``prompt`` (str), ``width`` and ``height`` (int
     pixels) and ``path`` (optional, relative to the table's folder). Missing sizes are read
-    from the image file's header. Any bad row raises an InputError naming its line and field.
+    from the image file's header. Any bad row raises an InputError naming its line and field;
+    so does a ``path`` that names no file, unless ``require_files=False`` (for tools that
+    only match names, such as the Rapidata importer).
     """
     path = Path(path)
     fmt = check_readable(path)
@@ -126,6 +128,8 @@ def read_images(path: str | Path) -> Images:
             if not isinstance(rel, str) or not rel:
                 raise bad("path", f"expected a relative path string, got {rel!r}")
             img_path = (path.parent / rel).resolve()
+            if require_files and not img_path.is_file():
+                raise bad("path", f"no such file: {img_path}")
         size = []
         for fld in ("width", "height"):
             v = rec.get(fld)

@@ -32,7 +32,11 @@ def test_sizes_from_image_header(tmp_path):
         ([{"image_id": "x", "prompt": "p", "height": 4}], "field 'width': missing, and no path"),
         ([{"image_id": "x", "width": 4, "height": 4}], "field 'prompt': missing"),
         ([{"prompt": "p", "width": 4, "height": 4}], "field 'image_id': missing"),
-        ([{"image_id": "x", "prompt": "p", "path": "nope.png"}], "field 'path': cannot read"),
+        ([{"image_id": "x", "prompt": "p", "path": "nope.png"}], "field 'path': no such file"),
+        (
+            [{"image_id": "x", "prompt": "p", "width": 4, "height": 4, "path": "nope.png"}],
+            "line 1: field 'path': no such file",
+        ),
     ],
 )
 def test_bad_images_tables(tmp_path, rows, msg):
