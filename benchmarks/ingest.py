@@ -30,22 +30,35 @@ import synthetic
 RESULTS = Path(__file__).parent / "results"
 
 
+_CHILD = """
+import atexit, re, sys
+def _hwm():
+    kb = re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
+    open(sys.argv[1], "w").write(kb)
+atexit.register(_hwm)
+from rfengine.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def run_child(args: list[str]) -> tuple[float, int, int]:
-    """Run a command; (seconds, peak RSS bytes, exit code) of that child alone."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    secs = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    proc.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code:
-        print(err, file=sys.stderr)
-    return secs, usage.ru_maxrss * 1024, code
+    """Run ``rfengine`` with ``args``; (seconds, peak RSS bytes, exit code).
+
+    The peak is the child's own VmHWM, read at its exit: ``ru_maxrss`` would also count the
+    pages a fork shares with this (large) parent before exec.
+    """
+    with tempfile.NamedTemporaryFile(suffix=".hwm") as hwm:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _CHILD, hwm.name, *args], capture_output=True)
+        secs = time.perf_counter() - t0
+        if proc.returncode:
+            print(proc.stderr.decode(), file=sys.stderr)
+        kb = Path(hwm.name).read_text() or "0"
+    return secs, int(kb) * 1024, proc.returncode
 
 
 def aggregate_cmd(images: Path, files: list[Path], out: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "rfengine.cli", "aggregate", "--images", str(images),
+    return ["aggregate", "--images", str(images),
             "--responses", *map(str, files), "--out", str(out), "--heatmap-size", "128x128",
             "--quiet", "--overwrite", *extra]  # fmt: skip
 
