@@ -35,8 +35,12 @@ import torch
 from rfengine.kernels import splat_heatmaps
 
 RESULTS = Path(__file__).parent / "results"
-SIZES = {"512-60": [(512, 512)], "512": [(512, 512)], "1024": [(1024, 1024)],
-         "mixed": [(512, 512), (1024, 1024), (1024, 768), (768, 1344)]}  # fmt: skip
+SIZES = {
+    "512-60": [(512, 512)],
+    "512": [(512, 512)],
+    "1024": [(1024, 1024)],
+    "mixed": [(512, 512), (1024, 1024), (1024, 768), (768, 1344)],
+}
 
 
 def make_images(workload: str, n: int, seed: int = 0) -> list[dict]:
@@ -81,8 +85,17 @@ def engine_batches(images: list[dict], preset: str, device: str) -> list[tuple]:
         def t(v, dt=torch.float32):
             return torch.tensor(v, dtype=dt, device=device)
 
-        args = (t(px), t(py), t(pi, torch.long), t(pa, torch.long), t(ai, torch.long), t(sc),
-                t([w] * len(ims), torch.long), t([h] * len(ims), torch.long), (h, w))  # fmt: skip
+        args = (
+            t(px),
+            t(py),
+            t(pi, torch.long),
+            t(pa, torch.long),
+            t(ai, torch.long),
+            t(sc),
+            t([w] * len(ims), torch.long),
+            t([h] * len(ims), torch.long),
+            (h, w),
+        )
         out = torch.empty((len(ims), h, w), device=device)
         batches.append((args, out))
     return batches
@@ -184,8 +197,11 @@ def bench(workloads: list[str], devices: list[str], quick: bool) -> dict:
     }
     for dev in devices:
         name = torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)"
-        report["devices"][dev] = {"name": name, "gemm_gflops": round(gemm_gflops(dev), 1),
-                                  "write_gbs": round(write_gbs(dev), 2)}  # fmt: skip
+        report["devices"][dev] = {
+            "name": name,
+            "gemm_gflops": round(gemm_gflops(dev), 1),
+            "write_gbs": round(write_gbs(dev), 2),
+        }
     reps = 3 if quick else 7
     for wl in workloads:
         n_img = {"512-60": 32, "512": 32, "1024": 8, "mixed": 16}[wl] * (1 if quick else 2)
@@ -238,20 +254,29 @@ def bench(workloads: list[str], devices: list[str], quick: bool) -> dict:
                 row["x_flop_floor"] = round(ms / floor_ms, 2)
                 row["write_floor_ms_f32"] = round(write_ms, 4)
                 row["write_floor_ms_f16"] = round(write_ms / 2, 4)
-        report["workloads"][wl] = {"images": n_img, "clicks_per_image": round(clicks / n_img, 1),
-                                   "methods": rows}  # fmt: skip
+        report["workloads"][wl] = {
+            "images": n_img,
+            "clicks_per_image": round(clicks / n_img, 1),
+            "methods": rows,
+        }
         print(json.dumps({wl: report["workloads"][wl]}), flush=True)
     return report
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Heatmap benchmark — {report['date']}", "",
-             f"torch {report['torch']}; " + "; ".join(
-                 f"{d}: {v['name']}, GEMM {v['gemm_gflops']} GFLOP/s, write {v['write_gbs']} GB/s"
-                 for d, v in report["devices"].items()), "",
-             "| workload | method | ms/image | clicks/s | × naive | × published | GFLOP/s "
-             "| × FLOP floor |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Heatmap benchmark — {report['date']}",
+        "",
+        f"torch {report['torch']}; "
+        + "; ".join(
+            f"{d}: {v['name']}, GEMM {v['gemm_gflops']} GFLOP/s, write {v['write_gbs']} GB/s"
+            for d, v in report["devices"].items()
+        ),
+        "",
+        "| workload | method | ms/image | clicks/s | × naive | × published | GFLOP/s "
+        "| × FLOP floor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for wl, r in report["workloads"].items():
         for key, row in r["methods"].items():
             lines.append(

@@ -58,9 +58,20 @@ def run_child(args: list[str]) -> tuple[float, int, int]:
 
 
 def aggregate_cmd(images: Path, files: list[Path], out: Path, extra: list[str]) -> list[str]:
-    return ["aggregate", "--images", str(images),
-            "--responses", *map(str, files), "--out", str(out), "--heatmap-size", "128x128",
-            "--quiet", "--overwrite", *extra]  # fmt: skip
+    return [
+        "aggregate",
+        "--images",
+        str(images),
+        "--responses",
+        *map(str, files),
+        "--out",
+        str(out),
+        "--heatmap-size",
+        "128x128",
+        "--quiet",
+        "--overwrite",
+        *extra,
+    ]
 
 
 def exact_sample(root: Path, images: list[dict], table: pa.Table, out: Path, k: int = 25) -> bool:
@@ -93,9 +104,13 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [2e5, 4e5] if args.quick else args.sizes
     per_image_rows = 6 * 20  # 20 responses per task and image
-    report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "budget": args.budget, "runs": []}  # fmt: skip
+    report = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "budget": args.budget,
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory(prefix="rfengine-ingest-") as tmp:
         root = Path(tmp)
         for n in sizes:
@@ -111,11 +126,17 @@ def main() -> None:
                 )
                 m = json.loads((out / "manifest.json").read_text()) if code == 0 else {}
                 read_s = m.get("timings_s", {}).get("read_partition", float("nan"))
-                run = {"rows": table.num_rows, "images": n_img, "format": fmt, "exit": code,
-                       "wall_s": round(secs, 2), "read_partition_s": read_s,
-                       "ingest_rows_per_s": round(table.num_rows / read_s) if read_s else None,
-                       "peak_rss_gb": round(rss / 1e9, 3),
-                       "bytes": sum(p.stat().st_size for p in files)}  # fmt: skip
+                run = {
+                    "rows": table.num_rows,
+                    "images": n_img,
+                    "format": fmt,
+                    "exit": code,
+                    "wall_s": round(secs, 2),
+                    "read_partition_s": read_s,
+                    "ingest_rows_per_s": round(table.num_rows / read_s) if read_s else None,
+                    "peak_rss_gb": round(rss / 1e9, 3),
+                    "bytes": sum(p.stat().st_size for p in files),
+                }
                 if fmt == "jsonl":
                     run["exact_sample"] = exact_sample(root, images, table, out)
                 report["runs"].append(run)

@@ -28,7 +28,7 @@ def make_images(n: int, sizes: list[tuple[int, int]], seed: int = 0) -> list[dic
             "prompt": " ".join(WORDS[: lens[k]]),
             "width": sizes[pick[k]][0],
             "height": sizes[pick[k]][1],
-        }  # fmt: skip
+        }
         for k in range(n)
     ]
 
@@ -57,8 +57,9 @@ def make_responses(images: list[dict], per_task: int, seed: int = 0) -> pa.Table
     slot = np.arange(len(tok)) - np.repeat(np.cumsum(n_sel) - n_sel, n_sel)
     sel = np.where(slot == 0, first, np.roll(second, 1))
     ids = np.array([im["image_id"] for im in images], dtype=object)
-    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * len(coords) + 1, 2, dtype=np.int32)),
-                                     pa.array(coords.ravel()))  # fmt: skip
+    inner = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, 2 * len(coords) + 1, 2, dtype=np.int32)), pa.array(coords.ravel())
+    )
     pts_off = np.concatenate([[0], np.cumsum(n_pts)]).astype(np.int32)
     sel_off = np.concatenate([[0], np.cumsum(n_sel)]).astype(np.int32)
     table = pa.table(

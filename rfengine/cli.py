@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import redirect_stdout
 from pathlib import Path
 
 from rfengine.errors import InputError
@@ -245,6 +246,74 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_campaign(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "campaign",
+        help="launch, track and fetch a rich-feedback campaign on Rapidata",
+        description="The seed's campaign on Rapidata (needs: pip install 'rfengine[rapidata]'; "
+        "credentials from RAPIDATA_CLIENT_ID / RAPIDATA_CLIENT_SECRET or rapidata's "
+        "credentials file).",
+    )
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    launch = verbs.add_parser("launch", help="create the stage-one jobs (or plan all six)")
+    launch.add_argument("--images", required=True, type=Path, help="images table with paths")
+    launch.add_argument("--out", required=True, type=Path, help="campaign file to write")
+    launch.add_argument("--config", type=Path, help="JSON overriding the seed's job settings")
+    launch.add_argument(
+        "--dry-run", action="store_true", help="print the jobs as JSON; no credentials, no network"
+    )
+    launch.set_defaults(func=cmd_campaign_launch)
+    st = verbs.add_parser("status", help="the state of each job")
+    st.add_argument("campaign", type=Path)
+    st.set_defaults(func=cmd_campaign_status)
+    nxt = verbs.add_parser("next-stage", help="locate jobs for the poorly rated images")
+    nxt.add_argument("campaign", type=Path)
+    nxt.add_argument("--threshold", type=float, help="score below which an image is located")
+    nxt.set_defaults(func=cmd_campaign_next)
+    fetch = verbs.add_parser("fetch", help="download results as a responses file")
+    fetch.add_argument("campaign", type=Path)
+    fetch.add_argument("--out", required=True, type=Path, help="responses (.jsonl or .parquet)")
+    fetch.set_defaults(func=cmd_campaign_fetch)
+
+
+def cmd_campaign_launch(args: argparse.Namespace) -> int:
+    from rfengine import rapidata as rd
+
+    with redirect_stdout(sys.stderr):  # the SDK prints progress; stdout carries the JSON
+        plans = rd.launch(args.images, args.out, rd.load_config(args.config), dry_run=args.dry_run)
+    rd.print_json(plans)
+    if not args.dry_run:
+        print(f"rfengine: stage one launched; campaign file {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_campaign_status(args: argparse.Namespace) -> int:
+    from rfengine import rapidata as rd
+
+    with redirect_stdout(sys.stderr):
+        rows = rd.status(rd.Campaign.load(args.campaign))
+    rd.print_json(rows)
+    return 0
+
+
+def cmd_campaign_next(args: argparse.Namespace) -> int:
+    from rfengine import rapidata as rd
+
+    with redirect_stdout(sys.stderr):
+        plans = rd.next_stage(rd.Campaign.load(args.campaign), threshold=args.threshold)
+    rd.print_json(plans)
+    return 0
+
+
+def cmd_campaign_fetch(args: argparse.Namespace) -> int:
+    from rfengine import rapidata as rd
+
+    with redirect_stdout(sys.stderr):
+        summary = rd.fetch(rd.Campaign.load(args.campaign), args.out)
+    print(f"rfengine: {summary['rows']} responses -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rfengine",
@@ -257,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(sub)
     _add_report(sub)
     _add_demo(sub)
+    _add_campaign(sub)
     return parser
 
 

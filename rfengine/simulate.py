@@ -219,8 +219,15 @@ def simulate(out: str | Path, n_images: int = 48, seed: int = 0, per_image: int 
         img, prompt, truth = make_scene(k, rng)
         image_id = f"sim-{k:04d}"
         img.save(out / "images" / f"{image_id}.png", optimize=False)
-        images.append({"image_id": image_id, "prompt": prompt, "width": img.width,
-                       "height": img.height, "path": f"images/{image_id}.png"})  # fmt: skip
+        images.append(
+            {
+                "image_id": image_id,
+                "prompt": prompt,
+                "width": img.width,
+                "height": img.height,
+                "path": f"images/{image_id}.png",
+            }
+        )
         truths.append({"image_id": image_id, **truth})
         n_tokens = len(prompt.split())
         targets = {
@@ -237,8 +244,12 @@ def simulate(out: str | Path, n_images: int = 48, seed: int = 0, per_image: int 
         ):
             for a in rng.choice(len(pool), size=per_image, replace=False):
                 ann = pool[int(a)]
-                row: dict[str, Any] = {"image_id": image_id, "annotator_id": ann.id, "task": task,
-                                       "weight": ann.weight}  # fmt: skip
+                row: dict[str, Any] = {
+                    "image_id": image_id,
+                    "annotator_id": ann.id,
+                    "task": task,
+                    "weight": ann.weight,
+                }
                 if task in ("style", "coherence", "alignment"):
                     row["rating"] = _rating(truth[task], ann.kind, rng)
                 elif task == "words":

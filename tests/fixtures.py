@@ -127,10 +127,15 @@ def by_image(responses: list[dict], task: str) -> dict[str, list[dict]]:
 
 LIKERT = {
     "style": ["1: Very ugly", "2: Ugly", "3: Neutral", "4: Beautiful", "5: Very beautiful"],
-    "coherence": ["1: No errors", "2: A few errors", "3: Some errors", "4: Many errors",
-                  "5: Severe errors"],
+    "coherence": [
+        "1: No errors",
+        "2: A few errors",
+        "3: Some errors",
+        "4: Many errors",
+        "5: Severe errors",
+    ],
     "alignment": ["1: Not at all", "2: A little", "3: Moderately", "4: Very well", "5: Perfectly"],
-}  # fmt: skip
+}
 
 
 def to_rapidata_results(
@@ -147,8 +152,9 @@ def to_rapidata_results(
     for r in rows:
         if r["task"] != task:
             continue
-        item = items.setdefault(r["image_id"], {"originalFileName": names[r["image_id"]],
-                                                "detailedResults": []})  # fmt: skip
+        item = items.setdefault(
+            r["image_id"], {"originalFileName": names[r["image_id"]], "detailedResults": []}
+        )
         user = {"country": "CH", "language": "en"}
         if layout == "3.x":
             user["userScores"] = {"global": r["weight"]}

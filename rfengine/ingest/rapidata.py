@@ -154,8 +154,12 @@ def convert_results(
             weight = _weight(detail, layout)
             notes["no_weight"] += weight is None
             notes["no_annotator_id"] += not has_id
-            out: dict[str, Any] = {"image_id": images.ids[row], "annotator_id": ann, "task": task,
-                                   "weight": 1.0 if weight is None else weight}  # fmt: skip
+            out: dict[str, Any] = {
+                "image_id": images.ids[row],
+                "annotator_id": ann,
+                "task": task,
+                "weight": 1.0 if weight is None else weight,
+            }
             if task in ("style", "coherence", "alignment"):
                 out["rating"] = _rating(detail, task, coherence_scale, at)
             elif task in ("coherence_points", "alignment_points"):

@@ -580,7 +580,7 @@ class ResponseReader:
                         "image_id": self.images.ids[img[row]],
                         "annotator_id": col["annotator_id"][row].as_py(),
                         "task": TASKS[task[row]],
-                    },  # fmt: skip
+                    },
                     (fi, int(loc[row])),
                 )
             )

@@ -10,10 +10,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 # anchors of a "turbo"-like ramp: dark blue -> blue -> cyan -> green -> yellow -> orange -> red
 _ANCHORS = np.array(
-    [[48, 18, 59], [65, 105, 225], [30, 200, 230], [80, 240, 90], [245, 220, 40], [250, 120, 20],
-     [190, 20, 10]],
+    [
+        [48, 18, 59],
+        [65, 105, 225],
+        [30, 200, 230],
+        [80, 240, 90],
+        [245, 220, 40],
+        [250, 120, 20],
+        [190, 20, 10],
+    ],
     dtype=np.float64,
-)  # fmt: skip
+)
 LUT = np.stack(
     [
         np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_ANCHORS)), _ANCHORS[:, c])

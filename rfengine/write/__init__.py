@@ -85,8 +85,15 @@ def save_result(result: AggregationResult, out: Path, *, overwrite: bool = False
         if result.rejected:
             write_rejections(result.rejected, ready / "rejected.jsonl")
         result.timings["write"] = time.perf_counter() - t0
-        manifest = build_manifest(result.inputs, result.config, result.stats, result.timings,
-                                  len(result.images), n_rows, len(shards))  # fmt: skip
+        manifest = build_manifest(
+            result.inputs,
+            result.config,
+            result.stats,
+            result.timings,
+            len(result.images),
+            n_rows,
+            len(shards),
+        )
         (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         publish(ready, out, overwrite)
     finally:

@@ -80,8 +80,21 @@ def test_parquet_output_and_aggregate(campaign, tmp_path):
     for im in images:  # aggregate embeds the images in the dataset
         Image.new("RGB", (im["width"], im["height"])).save(root / im["path"])
     out = tmp_path / "agg"
-    assert main(["aggregate", "--images", str(root / "images.jsonl"), "--responses",
-                 str(root / "r.parquet"), "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "aggregate",
+                "--images",
+                str(root / "images.jsonl"),
+                "--responses",
+                str(root / "r.parquet"),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "manifest.json").read_text())
     assert m["counts"]["rows_used"] == len(rows)
 

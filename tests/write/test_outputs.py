@@ -12,10 +12,18 @@ from rfengine.ingest import CRITERIA
 from rfengine.write import sha256
 
 PUBLISHED = [
-    "image", "prompt", "word_scores", "style_score", "coherence_score", "alignment_score",
-    "style_score_norm", "coherence_score_norm", "alignment_score_norm",
-    "alignment_heatmap", "coherence_heatmap",
-]  # fmt: skip
+    "image",
+    "prompt",
+    "word_scores",
+    "style_score",
+    "coherence_score",
+    "alignment_score",
+    "style_score_norm",
+    "coherence_score_norm",
+    "alignment_score_norm",
+    "alignment_heatmap",
+    "coherence_heatmap",
+]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,303 @@
+"""The Rapidata adapter against the real installed package, its network faked at the seam the
+SDK's own tests use: a MagicMock ``openapi_service`` handed to its managers and job objects.
+
+Stubbed beyond that seam: the asset upload inside job-definition creation
+(``RapidataJobManager._create_general_job_definition``) and ``RapidataJobDefinition.save``
+(it loads a server-side revision); the public ``create_*_job_definition`` methods, audiences,
+``assign_job``, ``get_job_by_id``, ``get_status`` and ``get_results`` run for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime
+from types import SimpleNamespace
+from unittest.mock import MagicMock
+
+import pytest
+from fixtures import to_rapidata_results
+
+os.environ.setdefault("RAPIDATA_DISABLE_OTLP", "1")  # before rapidata is imported
+os.environ.setdefault("RAPIDATA_AGENT_HINT", "0")
+rapidata = pytest.importorskip(
+    "rapidata", reason="needs the extra: pip install 'rfengine[rapidata]'"
+)
+
+from rapidata.api_client.models.audience_job_state import AudienceJobState  # noqa: E402
+from rapidata.api_client.models.audience_status import AudienceStatus  # noqa: E402
+from rapidata.rapidata_client.audience.rapidata_audience_manager import (  # noqa: E402
+    RapidataAudienceManager,
+)
+from rapidata.rapidata_client.job.rapidata_job_definition import (  # noqa: E402
+    RapidataJobDefinition,
+)
+from rapidata.rapidata_client.job.rapidata_job_manager import RapidataJobManager  # noqa: E402
+
+from rfengine import rapidata as rd  # noqa: E402
+from rfengine.cli import main  # noqa: E402
+from rfengine.simulate import simulate  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any connection attempt fails the test: nothing here may reach the network."""
+
+    def refuse(self, address):
+        raise AssertionError(f"network access attempted: {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+class FakeService:
+    """A MagicMock openapi_service with ids, job states and downloadable results."""
+
+    def __init__(self, monkeypatch):
+        self.svc = svc = MagicMock()
+        svc.environment = "rapidata.ai"
+        self.definitions: list[dict] = []
+        self.saved: list[tuple[str, dict]] = []
+        self.results: dict[str, dict] = {}
+        self.jobs: dict[str, str] = {}  # job id -> definition id
+
+        def create_general(manager, **kw):
+            self.definitions.append(kw)
+            return RapidataJobDefinition(
+                id=f"def-{len(self.definitions)}", name=kw["name"], openapi_service=svc, revision=1
+            )
+
+        def save(definition, require_latest=False):
+            self.saved.append((definition.id, dict(definition._pending)))
+            definition._pending.clear()
+            return 2
+
+        monkeypatch.setattr(RapidataJobManager, "_create_general_job_definition", create_general)
+        monkeypatch.setattr(RapidataJobDefinition, "save", save)
+
+        def job_post(create_job_endpoint_input):
+            job_id = f"job-{len(self.jobs) + 1}"
+            self.jobs[job_id] = create_job_endpoint_input.job_definition_id
+            return MagicMock(job_id=job_id)
+
+        def job_get(*args, **kwargs):
+            job_id = kwargs.get("job_id", args[0] if args else None)
+            return SimpleNamespace(
+                job_id=job_id,
+                name="job",
+                audience_id="global",
+                created_at=datetime(2026, 1, 1),
+                definition_id=self.jobs[job_id],
+                pipeline_id="pipe",
+                state=AudienceJobState("Completed"),
+            )
+
+        api = svc.order.job_api
+        api.job_post.side_effect = job_post
+        api.job_job_id_get.side_effect = job_get
+        api.job_job_id_download_results_get.side_effect = lambda job_id: json.dumps(
+            self.results[job_id]
+        ).encode()
+        audiences = svc.audience.audience_api
+        audiences.audience_audience_id_get.return_value.status = AudienceStatus.READY
+        # recruiting metrics unavailable: the SDK then judges the audience by its status
+        audiences.audience_audience_id_user_metrics_get.side_effect = RuntimeError("offline")
+        svc.audience.audience_api.audience_post.return_value.audience_id = "aud-en"
+        self.client = SimpleNamespace(
+            job=RapidataJobManager(openapi_service=svc),
+            audience=RapidataAudienceManager(openapi_service=svc),
+        )
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    f = FakeService(monkeypatch)
+    monkeypatch.setattr(rd, "make_client", lambda: f.client)
+    return f
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim")
+    return simulate(root / "campaign", n_images=10, seed=5)
+
+
+def rows_of(sim):
+    images = [json.loads(x) for x in (sim / "images.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (sim / "responses.jsonl").read_text().splitlines()]
+    return images, rows
+
+
+def test_dry_run_prints_the_six_seed_jobs(sim, capsys, monkeypatch):
+    monkeypatch.setattr(rd, "make_client", lambda: pytest.fail("a dry run must not make a client"))
+    assert (
+        main(
+            [
+                "campaign",
+                "launch",
+                "--images",
+                str(sim / "images.jsonl"),
+                "--out",
+                "c.json",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
+    jobs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [j["task"] for j in jobs] == list(rd.STAGE_ONE + rd.STAGE_TWO)
+    kinds = {j["task"]: j["kind"] for j in jobs}
+    assert kinds == {
+        "style": "classification",
+        "coherence": "classification",
+        "alignment": "classification",
+        "words": "select_words",
+        "coherence_points": "locate",
+        "alignment_points": "locate",
+    }
+    by = {j["task"]: j for j in jobs}
+    assert by["alignment"]["contexts"] == 10 and by["style"]["contexts"] is None
+    assert by["alignment_points"]["contexts"] == 10
+    assert (
+        by["words"]["sentences"][0].endswith(" [No_Mistake]")
+        and len(by["words"]["sentences"]) == 10
+    )
+    assert by["words"]["audience"] == {"name": "English speakers (rfengine)", "languages": ["en"]}
+    assert by["coherence"]["answer_options"][4].startswith("5: Severe")  # asked as severity
+    assert all(j["responses_per_datapoint"] >= 20 for j in jobs if j["kind"] == "classification")
+    assert by["alignment"]["validation_set_id"] == "676199a5ef7af86285630ea6"
+    for j in jobs:
+        assert set(j) >= {
+            "task",
+            "kind",
+            "name",
+            "instruction",
+            "answer_options",
+            "datapoints",
+            "contexts",
+            "sentences",
+            "responses_per_datapoint",
+            "audience",
+            "validation_set_id",
+        }
+
+
+def test_launch_makes_the_sdk_calls(sim, fake, tmp_path):
+    camp = tmp_path / "c.json"
+    rd.launch(sim / "images.jsonl", camp)
+    names = [d["name"] for d in fake.definitions]
+    assert names == ["Style", "Coherence", "Alignment", "Select misaligned words"]
+    style, _, align, words = fake.definitions
+    assert style["responses_per_datapoint"] == 20
+    assert [type(s).__name__ for s in style["settings"]] == ["NoShuffleSetting"]
+    assert len(style["datapoints"]) == 10
+    # the SDK built datapoints from our paths, prompts and sentences
+    assert all(dp.asset.endswith(".png") for dp in align["datapoints"])
+    assert [dp.context for dp in align["datapoints"]][0] == json.loads(
+        (sim / "images.jsonl").read_text().splitlines()[0]
+    )["prompt"]
+    assert all(dp.sentence.endswith(" [No_Mistake]") for dp in words["datapoints"])
+    assert fake.saved == [
+        ("def-3", {"validation_set_id": "676199a5ef7af86285630ea6"}),
+        ("def-4", {"validation_set_id": "6761a86eef7af86285630ea8"}),
+    ]
+    audience_post = fake.svc.audience.audience_api.audience_post
+    assert audience_post.call_count == 1  # the English-speaking audience for the word task
+    state = json.loads(camp.read_text())
+    assert [j["job_id"] for j in state["jobs"]] == ["job-1", "job-2", "job-3", "job-4"]
+    assert state["jobs"][3]["audience_id"] == "aud-en" and state["stage"] == 1
+    assert "secret" not in camp.read_text().lower()
+
+
+def test_status_from_another_process(sim, fake, tmp_path, capsys):
+    camp = tmp_path / "c.json"
+    rd.launch(sim / "images.jsonl", camp)
+    capsys.readouterr()
+    assert main(["campaign", "status", str(camp)]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(r["task"], r["status"]) for r in out] == [(t, "Completed") for t in rd.STAGE_ONE]
+
+
+@pytest.mark.parametrize("layout", ["3.x", "2.x"])
+def test_fetch_next_stage_and_aggregate_end_to_end(sim, fake, tmp_path, layout):
+    images, rows = rows_of(sim)
+    camp = tmp_path / "c.json"
+    rd.launch(sim / "images.jsonl", camp)
+    for rec in json.loads(camp.read_text())["jobs"]:
+        fake.results[rec["job_id"]] = to_rapidata_results(rows, images, rec["task"], layout)
+    plans = rd.next_stage(rd.Campaign.load(camp), threshold=3.0)
+    state = json.loads(camp.read_text())
+    assert state["stage"] == 2
+    located = {r["task"]: r for r in state["jobs"] if r["stage"] == 2}
+    assert located, "the simulated defects should leave some images rated poorly"
+    # the poorly rated images (by the fetched stage-one scores) and only those
+    from rfengine import aggregate
+
+    scores = aggregate(sim / "images.jsonl", tmp_path / "c-stage1.jsonl").scores
+    for task, crit in (("coherence_points", "coherence"), ("alignment_points", "alignment")):
+        low = [im["image_id"] for k, im in enumerate(images) if scores[crit].score[k] < 3.0]
+        assert located.get(task, {"image_ids": []})["image_ids"] == low
+        assert [p for p in plans if p["task"] == task][0]["datapoints"] == len(low)
+    for rec in state["jobs"]:
+        if rec["stage"] == 2:
+            keep = set(rec["image_ids"])
+            sub = [r for r in rows if r["image_id"] in keep]
+            fake.results[rec["job_id"]] = to_rapidata_results(sub, images, rec["task"], layout)
+    out = tmp_path / "responses.jsonl"
+    assert main(["campaign", "fetch", str(camp), "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert main(["campaign", "fetch", str(camp), "--out", str(out)]) == 0
+    assert out.read_bytes() == first  # fetching twice gives the same file
+    fetched = [json.loads(x) for x in first.decode().splitlines()]
+    expected = [r for r in rows if r["task"] in rd.STAGE_ONE] + [
+        r for r in rows if r["task"] in located and r["image_id"] in located[r["task"]]["image_ids"]
+    ]
+    assert len(fetched) == len(expected)
+    assert sorted((r["image_id"], r["annotator_id"], r["task"]) for r in fetched) == sorted(
+        (r["image_id"], r["annotator_id"], r["task"]) for r in expected
+    )
+    # and the engine aggregates them
+    agg = tmp_path / "agg"
+    assert (
+        main(
+            [
+                "aggregate",
+                "--images",
+                str(sim / "images.jsonl"),
+                "--responses",
+                str(out),
+                "--out",
+                str(agg),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    manifest = json.loads((agg / "manifest.json").read_text())
+    assert manifest["counts"]["rows_used"] == len(fetched)
+
+
+def test_missing_extra_says_how_to_install(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_rapidata(name, *a, **k):
+        if name == "rapidata" or name.startswith("rapidata."):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_rapidata)
+    with pytest.raises(rd.InputError, match=r"pip install 'rfengine\[rapidata\]'"):
+        rd.require_rapidata()
+
+
+def test_config_overrides_and_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "cfg.json"
+    p.write_text(json.dumps({"threshold": 2.5, "jobs": {"style": {"responses_per_datapoint": 30}}}))
+    cfg = rd.load_config(p)
+    assert cfg["threshold"] == 2.5 and cfg["jobs"]["style"]["responses_per_datapoint"] == 30
+    assert cfg["jobs"]["coherence"]["responses_per_datapoint"] == 20
+    p.write_text(json.dumps({"jobs": {"style": {"colour": "red"}}}))
+    with pytest.raises(rd.InputError, match="unknown fields"):
+        rd.load_config(p)
