@@ -35,7 +35,7 @@ def sigma_px(width: Tensor, height: Tensor) -> Tensor:
 
 
 def gaussian_profiles(
-    coord: Tensor, extent: Tensor, size: int, sigma: Tensor
+    coord: Tensor, extent: Tensor, size: int, sigma: Tensor, *, transposed: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Continuous Gaussian of each point along one axis, sampled at output pixel centres.
 
@@ -50,6 +50,8 @@ def gaussian_profiles(
         size: number of output pixels along the axis.
         sigma: ``(B,)`` standard deviation in native pixels.
 
+        transposed: return the profiles as ``(B, size, n)`` (the left factor of a product).
+
     Returns:
         ``(profile (B, n, size), log_peak (B, n))``, where ``d`` is the native-pixel distance
         from the point to the centre ``(k + 0.5) / size`` of output pixel ``k``.
@@ -60,6 +62,9 @@ def gaussian_profiles(
     # the grid peak is at the pixel centre nearest the point: its exponent in closed form
     nearest = ((coord * size).floor().clamp_(0, size - 1) + 0.5) / size
     log_peak = (nearest - coord).square_().mul_(scale)
+    if transposed:
+        e = (centres[None, :, None] - coord[:, None, :]).square_().mul_(scale[..., None])
+        return e.sub_(log_peak[:, None, :]).clamp_(min=MIN_EXPONENT).exp_(), log_peak
     e = (centres[None, None, :] - coord[:, :, None]).square_().mul_(scale[..., None])
     return e.sub_(log_peak[..., None]).clamp_(min=MIN_EXPONENT).exp_(), log_peak
 
@@ -327,9 +332,8 @@ def splat_heatmaps(
         cx[point_image, column] = px
         cy[point_image, column] = py
         sigma = sigma_px(wf, hf)
-        gy, log_y = gaussian_profiles(cy, hf, H, sigma)
+        gy, log_y = gaussian_profiles(cy, hf, H, sigma, transposed=True)  # (B, H, n)
         gx, log_x = gaussian_profiles(cx, wf, W, sigma)  # (B, n, W)
-        gy = gy.transpose(1, 2)  # (B, H, n)
         log_scale = log_x + log_y  # (B, n): each point's Gaussian = exp(log_scale) gy (x) gx
     elif preset == "rapidata-2025":
         if bool(((width != W) | (height != H)).any()):

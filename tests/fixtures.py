@@ -14,6 +14,20 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import torch
+
+#: parametrise tests over devices: the CPU always, CUDA where torch sees a GPU
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ],
+    ),
+]
 
 SIZES = [(64, 48), (96, 64), (48, 80), (128, 96), (37, 53), (80, 80)]  # (width, height)
 WORDS = "a red cube, two green spheres and one tiny blue pyramid".split()

@@ -2,23 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
-from fixtures import by_image, make_campaign, make_rows, write_jsonl
+from fixtures import DEVICES, by_image, make_campaign, make_rows, write_jsonl
 from reference import ref_default_heatmap, ref_rapidata_heatmap, ref_scores, ref_word_scores
 
 from rfengine import aggregate
 from rfengine.ingest import CRITERIA
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-        ],
-    ),
-]
 
 
 @pytest.fixture(scope="module")

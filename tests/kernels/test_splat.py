@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from fixtures import DEVICES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import ref_default_heatmap, ref_default_map, ref_rapidata_heatmap
@@ -13,17 +14,6 @@ from rfengine.kernels import (
     splat_heatmaps,
 )
 from scipy.ndimage import gaussian_filter1d
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-        ],
-    ),
-]
 
 coord = st.floats(0.0, 1.0, allow_nan=False)
 point = st.tuples(coord, coord)
