@@ -97,13 +97,13 @@ def engine_batches(images: list[dict], preset: str, device: str) -> list[tuple]:
             (h, w),
         )
         out = torch.empty((len(ims), h, w), device=device)
-        batches.append((args, out))
+        batches.append((args, out, {}))  # inputs, output buffer, scratch: as the engine reuses them
     return batches
 
 
 def run_engine(batches: list[tuple], preset: str) -> None:
-    for args, out in batches:
-        splat_heatmaps(*args, preset=preset, out=out)
+    for args, out, scratch in batches:
+        splat_heatmaps(*args, preset=preset, out=out, scratch=scratch)
 
 
 def naive(im: dict) -> np.ndarray:

@@ -13,6 +13,7 @@ engine, float64 in tests).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -29,13 +30,40 @@ _DI = (0, -1, -1, -1, 0, 0, 1, 1, 1)
 _DJ = (0, -1, 0, 1, -1, 1, -1, 0, 1)
 
 
+Scratch = dict[str, Tensor]
+
+
+def scratch_buffer(
+    scratch: Scratch | None, name: str, shape: tuple[int, ...], like: Tensor, dtype=None
+) -> Tensor:
+    """An uninitialised ``shape`` tensor from ``scratch`` (grown as needed), else a new one.
+
+    Large fresh allocations cost page faults comparable to the splat itself on the CPU; a
+    caller that passes the same dict for every batch reuses the memory.
+    """
+    dtype = dtype or like.dtype
+    n = math.prod(shape)
+    if scratch is None:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    buf = scratch.get(name)
+    if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != like.device:
+        buf = scratch[name] = torch.empty(n, dtype=dtype, device=like.device)
+    return buf[:n].view(shape)
+
+
 def sigma_px(width: Tensor, height: Tensor) -> Tensor:
     """Gaussian standard deviation in native pixels: 5% of the image's smaller side."""
     return 0.05 * torch.minimum(width, height)
 
 
 def gaussian_profiles(
-    coord: Tensor, extent: Tensor, size: int, sigma: Tensor, *, transposed: bool = False
+    coord: Tensor,
+    extent: Tensor,
+    size: int,
+    sigma: Tensor,
+    *,
+    transposed: bool = False,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Continuous Gaussian of each point along one axis, sampled at output pixel centres.
 
@@ -51,6 +79,7 @@ def gaussian_profiles(
         sigma: ``(B,)`` standard deviation in native pixels.
 
         transposed: return the profiles as ``(B, size, n)`` (the left factor of a product).
+        out: optional tensor of the result's shape to compute in.
 
     Returns:
         ``(profile (B, n, size), log_peak (B, n))``, where ``d`` is the native-pixel distance
@@ -63,10 +92,12 @@ def gaussian_profiles(
     nearest = ((coord * size).floor().clamp_(0, size - 1) + 0.5) / size
     log_peak = (nearest - coord).square_().mul_(scale)
     if transposed:
-        e = (centres[None, :, None] - coord[:, None, :]).square_().mul_(scale[..., None])
-        return e.sub_(log_peak[:, None, :]).clamp_(min=MIN_EXPONENT).exp_(), log_peak
-    e = (centres[None, None, :] - coord[:, :, None]).square_().mul_(scale[..., None])
-    return e.sub_(log_peak[..., None]).clamp_(min=MIN_EXPONENT).exp_(), log_peak
+        e = torch.sub(centres[None, :, None], coord[:, None, :], out=out)
+        e.square_().mul_(scale[..., None]).sub_(log_peak[:, None, :])
+    else:
+        e = torch.sub(centres[None, None, :], coord[:, :, None], out=out)
+        e.square_().mul_(scale[..., None]).sub_(log_peak[..., None])
+    return e.clamp_(min=MIN_EXPONENT).exp_(), log_peak
 
 
 def discrete_kernel_radius(sigma: Tensor, truncate: float = 3.0) -> Tensor:
@@ -74,7 +105,16 @@ def discrete_kernel_radius(sigma: Tensor, truncate: float = 3.0) -> Tensor:
     return (truncate * sigma + 0.5).floor().long()
 
 
-def reflected_kernel_profiles(pixel: Tensor, size: int, sigma: Tensor, radius: Tensor) -> Tensor:
+def reflected_kernel_profiles(
+    pixel: Tensor,
+    size: int,
+    sigma: Tensor,
+    radius: Tensor,
+    *,
+    transposed: bool = False,
+    out: Tensor | None = None,
+    scratch: Scratch | None = None,
+) -> Tensor:
     """Response of a 1-D discrete Gaussian filter to a unit impulse, with reflect boundaries.
 
     Reproduces ``scipy.ndimage.gaussian_filter1d(e_m, sigma, truncate=3, mode="reflect")``
@@ -86,6 +126,9 @@ def reflected_kernel_profiles(pixel: Tensor, size: int, sigma: Tensor, radius: T
         size: signal length in pixels.
         sigma: ``(B,)`` kernel standard deviation in pixels (float dtype sets the result's).
         radius: ``(B,)`` kernel radius in pixels; must be ``< size`` (one reflection a side).
+        transposed: return ``(B, size, n)`` instead (the left factor of a product).
+        out: optional tensor of the result's shape to write into.
+        scratch: optional dict of reusable buffers for temporaries (see ``scratch_buffer``).
 
     Returns:
         ``(B, n, size)`` filter responses.
@@ -96,16 +139,27 @@ def reflected_kernel_profiles(pixel: Tensor, size: int, sigma: Tensor, radius: T
     r = radius.to(dt)[:, None, None]
     inv = (-0.5 / sigma**2)[:, None, None]
     taps = torch.arange(-int(radius.max()), int(radius.max()) + 1, device=dev, dtype=dt)
-    norm = torch.where(taps[None, None, :].abs() <= r, (taps.square() * inv).exp(), 0).sum(-1)
-    i = torch.arange(size, device=dev, dtype=dt)[None, None, :]
-    m = pixel.to(dt)[:, :, None]
-    out = torch.zeros(pixel.shape + (size,), dtype=dt, device=dev)
+    kernel = torch.where(taps[None, None, :].abs() <= r, (taps.square() * inv).exp(), 0)
+    norm = kernel.sum(-1, keepdim=True)  # (B, 1, 1): the kernel sums to one
+    B, n = pixel.shape
+    if transposed:
+        i = torch.arange(size, device=dev, dtype=dt)[None, :, None]
+        m = pixel.to(dt)[:, None, :]
+        shape: tuple[int, ...] = (B, size, n)
+    else:
+        i = torch.arange(size, device=dev, dtype=dt)[None, None, :]
+        m = pixel.to(dt)[:, :, None]
+        shape = (B, n, size)
+    out = torch.zeros(shape, dtype=dt, device=dev) if out is None else out.zero_()
+    t = scratch_buffer(scratch, "reflect_t", shape, sigma)
+    near = scratch_buffer(scratch, "reflect_mask", shape, sigma, torch.bool)
     # the impulse itself, its mirror below 0 (at -1-m) and its mirror above size-1 (2*size-1-m)
     for src in (m, -1.0 - m, 2.0 * size - 1.0 - m):
-        t = src - i
+        torch.sub(src, i, out=t).abs_()
+        torch.le(t, r, out=near)
         # taps beyond the radius are masked; clamping first avoids exp's slow path
-        out += torch.where(t.abs() <= r, (t.square() * inv).clamp_(min=MIN_EXPONENT).exp_(), 0)
-    return out / norm[:, :, None]
+        out.add_(t.square_().mul_(inv).clamp_(min=MIN_EXPONENT).exp_().mul_(near))
+    return out.div_(norm)
 
 
 def pack_columns(point_image: Tensor, n_images: int) -> tuple[Tensor, int]:
@@ -290,6 +344,7 @@ def splat_heatmaps(
     out_size: tuple[int, int],
     preset: Preset = "default",
     out: Tensor | None = None,
+    scratch: Scratch | None = None,
 ) -> Tensor:
     """Heatmaps of a batch of images of one output size: scaled means of max-normalised maps.
 
@@ -313,6 +368,8 @@ def splat_heatmaps(
         out_size: ``(H, W)`` of the output grid.
         preset: the heatmap definition, see above.
         out: optional ``(B, H, W)`` buffer to write into (reused across calls by the caller).
+        scratch: optional dict of reusable work buffers (the factor matrices), kept by the
+            caller across calls.
 
     Returns:
         ``(B, H, W)`` heatmaps in ``px``'s dtype, values in [0, 1].
@@ -332,8 +389,12 @@ def splat_heatmaps(
         cx[point_image, column] = px
         cy[point_image, column] = py
         sigma = sigma_px(wf, hf)
-        gy, log_y = gaussian_profiles(cy, hf, H, sigma, transposed=True)  # (B, H, n)
-        gx, log_x = gaussian_profiles(cx, wf, W, sigma)  # (B, n, W)
+        gy, log_y = gaussian_profiles(
+            cy, hf, H, sigma, transposed=True, out=scratch_buffer(scratch, "gy", (B, H, n), px)
+        )  # (B, H, n)
+        gx, log_x = gaussian_profiles(
+            cx, wf, W, sigma, out=scratch_buffer(scratch, "gx", (B, n, W), px)
+        )  # (B, n, W)
         log_scale = log_x + log_y  # (B, n): each point's Gaussian = exp(log_scale) gy (x) gx
     elif preset == "rapidata-2025":
         if bool(((width != W) | (height != H)).any()):
@@ -344,8 +405,18 @@ def splat_heatmaps(
         my[point_image, column] = (py * H).long().clamp_(max=H - 1)
         sigma = torch.minimum(wf, hf) / 20
         radius = discrete_kernel_radius(sigma)
-        gy = reflected_kernel_profiles(my, H, sigma, radius).transpose(1, 2)
-        gx = reflected_kernel_profiles(mx, W, sigma, radius)
+        gy = reflected_kernel_profiles(
+            my,
+            H,
+            sigma,
+            radius,
+            transposed=True,
+            scratch=scratch,
+            out=scratch_buffer(scratch, "gy", (B, H, n), px),
+        )
+        gx = reflected_kernel_profiles(
+            mx, W, sigma, radius, scratch=scratch, out=scratch_buffer(scratch, "gx", (B, n, W), px)
+        )
         log_scale = torch.zeros((B, n), dtype=dt, device=dev)
     else:
         raise ValueError(f"unknown preset {preset!r}; expected 'default' or 'rapidata-2025'")
@@ -409,7 +480,7 @@ def splat_heatmaps(
     log_ann.scatter_reduce_(0, point_annotator, log_pt, reduce="amax")
     rel = torch.ones((B, n), dtype=dt, device=dev)
     rel[point_image, column] = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
-    gy = gy * rel[:, None, :]
+    gy.mul_(rel[:, None, :])
     peak = annotator_peaks(gy, gx, annotator_image, first, count, start_i, start_j)
 
     factor = torch.where(peak > 0, annotator_scale.to(dt) / peak, 0)

@@ -226,6 +226,7 @@ def aggregate_heatmaps(
     img_of = r.image[resp]
     bounds = np.searchsorted(img_of, np.arange(n + 1))
     buffers: dict[tuple[int, int], torch.Tensor] = {}
+    scratch: dict[str, torch.Tensor] = {}  # the kernel's work buffers, reused across chunks
     bar = tqdm(total=int(present.sum()), desc=f"{task} heatmaps", unit="img", disable=not progress)
     for (h, w), members in _chunks(images, present, size, budget):
         sel = _ranges(bounds[members], bounds[members + 1] - bounds[members])
@@ -255,6 +256,7 @@ def aggregate_heatmaps(
             (h, w),
             preset,
             out=buf[: len(members)],
+            scratch=scratch,
         )
         # copy=True: on the CPU in float32 a plain .to() would return a view of the buffer
         host = maps.to("cpu", _TORCH_DTYPES[dtype], copy=True).numpy()

@@ -175,6 +175,7 @@ def aggregate_to_disk(
     t_reduce = t_splat = 0.0
     t0 = time.perf_counter()
     bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not progress)
+    shards_written = 0
     for p in range(n_parts):
         lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
         done = state["parts"].get(str(p))
@@ -184,6 +185,8 @@ def aggregate_to_disk(
             work.save(state)
         t_reduce += done["timings"]["reduce"]
         t_splat += done["timings"]["splat"]
+        shards_written += len(done["targets"]) + 1  # target shards and the dataset part
+        bar.set_postfix_str(f"{shards_written} shards written", refresh=False)
         bar.update(hi - lo)
     bar.close()
     timings["reduce"], timings["splat"] = t_reduce, t_splat
