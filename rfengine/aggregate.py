@@ -361,7 +361,8 @@ def aggregate(
         on_error: ``"fail"`` raises on the first bad row; ``"skip"`` reports and goes on.
         weights: ``"trust"`` uses each response's weight; ``"uniform"`` sets every weight
             to 1 (the unweighted baseline, for comparisons).
-        memory_budget: bytes of heatmap buffers per chunk (``"512MB"``).
+        memory_budget: memory for the heatmap work (``"512MB"``); a quarter goes to splat
+            buffers, which sets how many images are batched together.
 
     Returns:
         An ``AggregationResult``; call ``.save(out)`` to write the dataset and targets.

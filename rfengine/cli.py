@@ -42,7 +42,12 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         choices=["trust", "uniform"],
         help="use each response's trust weight (default) or weigh all responses equally",
     )
-    p.add_argument("--memory-budget", default="512MB", help="heatmap buffer budget (e.g. 1GB)")
+    p.add_argument(
+        "--memory-budget",
+        default="512MB",
+        help="memory for a partition's work (e.g. 1GB); sets partition and batch sizes, so "
+        "peak memory follows it, not the input size",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument(
         "--resume",
