@@ -465,7 +465,8 @@ def splat_heatmaps(
     if preset == "rapidata-2025":
         r_pt = radius[point_image].to(dt)
         edge = (ux < r_pt) | (ux > W - 1 - r_pt) | (uy < r_pt) | (uy > H - 1 - r_pt)
-        needs |= torch.zeros_like(needs).index_put_((point_annotator,), edge, accumulate=True)
+        near_edge = torch.zeros(A, dtype=torch.int32, device=dev)
+        needs |= near_edge.index_add_(0, point_annotator, edge.int()) > 0
     sub = needs.nonzero().squeeze(1)
     if sub.numel():
         st_x[sub], st_y[sub] = gaussian_modes(

@@ -187,7 +187,9 @@ def test_default_heatmap_within_unit_interval(anns, W, H):
 def test_single_click_peaks_at_its_own_pixel(p, W, H):
     got = run_splat([([p], 1.0)], W, H, dtype=torch.float32)
     i, j = min(int(p[1] * H), H - 1), min(int(p[0] * W), W - 1)
-    assert got[i, j] == pytest.approx(got.max(), abs=1e-6)
+    # 2e-5: a click on a pixel boundary is equally near two centres, and float32 rounding of
+    # the centres breaks that tie by up to ~1e-5 near the peak
+    assert got[i, j] == pytest.approx(got.max(), abs=2e-5)
     assert got.max() == pytest.approx(1.0, abs=1e-6)
 
 
