@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rfengine",
         description="Aggregate rich human feedback on text-to-image generation.",
     )
+    from rfengine import __version__
+
+    parser.add_argument("--version", action="version", version=f"rfengine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_aggregate(sub)
     _add_import(sub)

@@ -166,8 +166,6 @@ def aggregate_to_disk(
         state["per_part"] = per_part
         state["read_s"] = time.perf_counter() - t0
         work.save(state)
-    else:
-        reader.stats = ReadStats(state["read_stats"])
     timings["read_partition"] = state["read_s"]
     per_part = state["per_part"]
     n_parts = math.ceil(n_img / per_part) if n_img else 0
@@ -262,7 +260,10 @@ def _aggregate_part(
     rows = pa.ipc.open_file(str(path)).read_all() if path.exists() else KEPT.empty_table()
     rej: list = []
     reader.sink = rej.extend
-    before = [(f["used"], f["rejected"]) for f in reader.stats.files]
+    # this partition's own counts (the state adds them up, so that a resumed run can too)
+    reader.stats = ReadStats(
+        [{**f, "read": 0, "used": 0, "rejected": 0} for f in reader.stats.files]
+    )
     resp = reader.finish(rows)
     del rows
     resp.image = resp.image - lo
@@ -273,12 +274,7 @@ def _aggregate_part(
     write_dataset_part(result, work.dir / "dataset-parts" / f"part-{p:05d}.arrow")
     targets = write_targets(result, work.dir / "shards", tag=f"-p{p:05d}")
     write_rejections(rej, work.dir / f"rejected-part-{p:05d}.jsonl")
-    counts = [
-        (f["used"] - u, f["rejected"] - r)
-        for f, (u, r) in zip(reader.stats.files, before, strict=True)
-    ]
-    for f, (u, r) in zip(reader.stats.files, before, strict=True):  # counted in the state
-        f["used"], f["rejected"] = u, r
+    counts = [(f["used"], f["rejected"]) for f in reader.stats.files]
     return {"targets": targets, "counts": counts, "timings": timings}
 
 

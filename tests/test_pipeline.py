@@ -142,3 +142,19 @@ def test_resume_with_changed_inputs_starts_over(inputs, tmp_path, monkeypatch, c
         ip, [*files[:1], changed], out, resume=True, progress=True, memory_budget="200KB"
     )
     assert "inputs or options differ" in capsys.readouterr().err
+
+
+def test_resume_after_an_interrupted_finalisation(inputs, tmp_path, monkeypatch):
+    root, ip, sorted_path, files = inputs
+    out = tmp_path / "out"
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # after the dataset parts were placed, before the shards
+
+    monkeypatch.setattr(pipeline, "finalize_targets", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        aggregate_to_disk(ip, files, out, memory_budget="200KB")
+    monkeypatch.undo()
+    m = aggregate_to_disk(ip, files, out, memory_budget="200KB", resume=True)
+    assert m["counts"]["rows_used"] == len(sorted_path.read_text().splitlines())
+    assert_same_output(aggregate(ip, sorted_path).save(tmp_path / "ref"), out)

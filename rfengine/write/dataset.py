@@ -13,6 +13,7 @@ from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
 from rfengine.ingest import CRITERIA
+from rfengine.write.files import link_or_copy
 
 if TYPE_CHECKING:
     from rfengine.aggregate import AggregationResult
@@ -150,7 +151,7 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
 def finalize_dataset(parts: list[Path], dest: Path) -> int:
     """Make the partition files (datasets' ArrowWriter output) a ``save_to_disk`` folder.
 
-    The files are renamed to ``data-{k:05d}-of-{n:05d}.arrow``, the layout ``save_to_disk``
+    The files are linked as ``data-{k:05d}-of-{n:05d}.arrow``, the layout ``save_to_disk``
     writes; ``state.json`` and ``dataset_info.json`` are taken from a ``Dataset`` over those
     files, so nothing is copied (a copy would double the write time, and its memory-mapped
     source pages would count in RSS). ``load_from_disk`` then checks the folder.
@@ -159,7 +160,7 @@ def finalize_dataset(parts: list[Path], dest: Path) -> int:
     n = len(parts)
     names = [f"data-{k:05d}-of-{n:05d}.arrow" for k in range(n)]
     for part, name in zip(parts, names, strict=True):
-        part.replace(dest / name)
+        link_or_copy(part, dest / name)
     ds = concatenate_datasets([Dataset.from_file(str(dest / name)) for name in names])
     state = {
         "_data_files": [{"filename": name} for name in names],

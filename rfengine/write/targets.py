@@ -38,6 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rfengine.ingest import CRITERIA
+from rfengine.write.files import link_or_copy
 
 if TYPE_CHECKING:
     from rfengine.aggregate import AggregationResult
@@ -119,7 +120,7 @@ def write_targets(result: AggregationResult, folder: Path, tag: str = "") -> lis
 
 
 def finalize_targets(entries: list[dict], src: Path, dest: Path) -> list[dict]:
-    """Move shards from ``src`` to ``dest`` as ``{H}x{W}-{k:05d}.safetensors`` (in row order
+    """Link shards from ``src`` into ``dest`` as ``{H}x{W}-{k:05d}.safetensors`` (in row order
     within each size) and write ``index.json``; returns the final entries."""
     dest.mkdir(parents=True, exist_ok=True)
     seq: dict[tuple[int, int], int] = {}
@@ -129,7 +130,7 @@ def finalize_targets(entries: list[dict], src: Path, dest: Path) -> list[dict]:
         k = seq.get(key, 0)
         seq[key] = k + 1
         name = f"{e['height']}x{e['width']}-{k:05d}.safetensors"
-        (src / e["file"]).replace(dest / name)
+        link_or_copy(src / e["file"], dest / name)
         final.append({**e, "file": name})
     (dest / "index.json").write_text(json.dumps({"format": FORMAT, "shards": final}, indent=2))
     return final
