@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,6 @@ SCHEMA = pa.schema(
 REQUIRED = ("image_id", "annotator_id", "task")
 CHUNK_ROWS = 250_000  # rows per chunk for CSV and Parquet
 CHUNK_BYTES = 32 << 20  # bytes per JSONL block (whole lines)
-_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
 
 
 @dataclass
@@ -201,8 +199,10 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
     opts = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
     for first, block, at_end in _jsonl_blocks(path, chunk_bytes):
         n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        # pyarrow skips blank lines: then it returns fewer rows than lines, and the block
+        # takes the line-by-line path; with as many rows as lines, row k is line first + k
         body = block[:-1] if block.endswith(b"\n") else block
-        if not _BLANK_LINE.search(body):  # no blank line: row k is line first + k
+        if b"\n\n" not in body and not body.startswith(b"\n"):
             try:
                 table = pj.read_json(io.BytesIO(block), parse_options=opts)
                 if table.num_rows == n_lines:
