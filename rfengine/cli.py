@@ -87,6 +87,13 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
@@ -94,10 +101,10 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         description="Draw images with planted defects and simulate annotators of mixed "
         "reliability: DIR/images/, images.jsonl, responses.jsonl, truth.jsonl, annotators.jsonl.",
     )
-    p.add_argument("--images", type=int, default=48, help="number of images (default 48)")
+    p.add_argument("--images", type=_positive, default=48, help="number of images (default 48)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-image", type=int, default=12, help="annotators per image and task")
+    p.add_argument("--per-image", type=_positive, default=12, help="annotators per image and task")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -167,7 +174,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("rfengine-demo"), help="default ./rfengine-demo"
     )
-    p.add_argument("--images", type=int, default=48)
+    p.add_argument("--images", type=_positive, default=48)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--quiet", action="store_true")

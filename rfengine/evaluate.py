@@ -9,9 +9,13 @@ from typing import Any
 import datasets
 import numpy as np
 
+from rfengine.errors import InputError
+
 
 def load_dataset(out: str | Path) -> datasets.Dataset:
     """An rfengine output's dataset: heatmaps as numpy arrays, images as PIL images."""
+    if not (Path(out) / "manifest.json").is_file() or not (Path(out) / "dataset").is_dir():
+        raise InputError(f"{out}: not an rfengine aggregate output (no manifest.json and dataset/)")
     ds = datasets.load_from_disk(str(Path(out) / "dataset"))
     cols = ["coherence_heatmap", "alignment_heatmap"]
     return ds.with_format("numpy", columns=cols, output_all_columns=True)
