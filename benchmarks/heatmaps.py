@@ -287,6 +287,24 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profile(workload: str = "512-60", images: int = 64, preset: str = "default") -> None:
+    """Where one warm batch's time goes (cProfile, top entries by own time)."""
+    import cProfile
+    import pstats
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    batches = engine_batches(make_images(workload, images), preset, "cpu")
+    for _ in range(3):
+        run_engine(batches, preset)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(5):
+        run_engine(batches, preset)
+    prof.disable()
+    print(f"{workload}, {images} images, preset {preset}: 5 batches")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -299,7 +317,11 @@ def main() -> None:
         "--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     )
     ap.add_argument("--json", type=Path, default=RESULTS / "heatmaps.json")
+    ap.add_argument("--profile", action="store_true", help="profile one 512-60 batch and exit")
     args = ap.parse_args()
+    if args.profile:
+        profile()
+        return
     report = bench(args.workloads, args.devices, args.quick)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
