@@ -225,8 +225,10 @@ def aggregate_heatmaps(
     resp, lens = resp[order], lens[order]
     img_of = r.image[resp]
     bounds = np.searchsorted(img_of, np.arange(n + 1))
-    buffers: dict[tuple[int, int], torch.Tensor] = {}
-    scratch: dict[str, torch.Tensor] = {}  # the kernel's work buffers, reused across chunks
+    # one output buffer, reused across the chunks of a size (chunks come grouped by size, so
+    # memory does not grow with the number of distinct sizes), and the kernel's work buffers
+    buf: torch.Tensor | None = None
+    scratch: dict[str, torch.Tensor] = {}
     bar = tqdm(total=int(present.sum()), desc=f"{task} heatmaps", unit="img", disable=not progress)
     for (h, w), members in _chunks(images, present, size, budget):
         sel = _ranges(bounds[members], bounds[members + 1] - bounds[members])
@@ -241,9 +243,9 @@ def aggregate_heatmaps(
         def t(a: np.ndarray, dt: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)
 
-        buf = buffers.get((h, w))
-        if buf is None or buf.shape[0] < len(members):
-            buf = buffers[(h, w)] = torch.empty((len(members), h, w), device=device)
+        if buf is None or buf.shape[1:] != (h, w) or buf.shape[0] < len(members):
+            buf = None  # release the previous one first
+            buf = torch.empty((len(members), h, w), device=device)
         maps = splat_heatmaps(
             t(pts[:, 0]),
             t(pts[:, 1]),
