@@ -11,6 +11,10 @@ mkdir -p "$dest"
 export PYTHONUNBUFFERED=1
 py=python3
 
+if ! $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "gpu_check.sh: torch sees no CUDA device here; run it on a machine with a GPU" >&2
+    exit 2
+fi
 if ! $py -c "import datasets" 2>/dev/null; then
     $py -m pip install -q --no-index --find-links .whl datasets || echo "datasets not installed"
 fi
