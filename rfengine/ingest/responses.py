@@ -1,10 +1,11 @@
 """Reading and validating responses in the interchange format.
 
-Each file is parsed into an Arrow table of one fixed schema: JSONL by pyarrow's reader
-(falling back, for a file it cannot parse, to a line-by-line parse that pins each problem
-to its line), CSV line by line, Parquet by pyarrow with a checked cast. Validation is
-vectorised over the whole table; only the rows that fail are visited one by one, to word
-their reasons. Every row read ends up either in ``Responses`` or in the rejections.
+Each file is parsed chunk by chunk into Arrow tables of one fixed schema: JSONL in blocks
+of whole lines by pyarrow's reader (falling back, for a block it cannot parse, to a
+line-by-line parse that pins each problem to its line), CSV line by line, Parquet in
+batches with a checked cast. Validation is vectorised over each chunk; only the rows that
+fail are visited one by one, to word their reasons. Every row read ends up either in
+``Responses`` or in the rejections.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +54,9 @@ CHUNK_BYTES = 32 << 20  # bytes per JSONL block (whole lines)
 
 @dataclass
 class Responses:
-    """Validated responses as flat arrays (one entry per response unless noted).
+    """Validated responses as flat arrays (one entry per response unless noted), sorted by
+    image, task and annotator id (``ResponseReader.finish`` guarantees it; the aggregation
+    relies on the grouping by image).
 
     ``points[point_offsets[k]:point_offsets[k+1]]`` are response k's ``(x, y)`` fractions,
     and ``selected[selected_offsets[k]:selected_offsets[k+1]]`` its word indices.
@@ -352,7 +355,10 @@ def _row_any(flags: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(rows[flags], minlength=n).astype(bool) if flags.size else np.zeros(n, bool)
 
 
-def _validate(parsed: _Parsed, path: Path, fi: int, images: Images) -> tuple[np.ndarray, list]:
+def _validate(
+    parsed: _Parsed, path: Path, fi: int, images: Images
+) -> tuple[np.ndarray, list[Rejection], np.ndarray, np.ndarray]:
+    """Check every row; returns (rows kept, rejections, image row, task code) per row."""
     t = {name: parsed.table[name].combine_chunks() for name in SCHEMA.names}
     n = parsed.table.num_rows
     check = _Checks(parsed, path, fi)
@@ -450,7 +456,7 @@ def _validate(parsed: _Parsed, path: Path, fi: int, images: Images) -> tuple[np.
             "selected",
             lambda i: f"a word index is selected twice in {sel[i].as_py()}",
         )
-    return ~check.bad, check.rejected
+    return ~check.bad, check.rejected, img, task
 
 
 # ------------------------------------------------------------------------------ reading
@@ -519,21 +525,17 @@ class ResponseReader:
         for fi, path in enumerate(self.paths):
             for parsed in parse_file(path, self.chunk_rows, self.chunk_bytes):
                 self.where[fi] = parsed.where
-                keep, bad = _validate(parsed, path, fi, self.images)
-                early = [
-                    Rejection(r.file, r.where, r.field, r.reason, r.row, (fi, r.order[1]))
-                    for r in parsed.rejected
-                ]
+                keep, bad, img, task = _validate(parsed, path, fi, self.images)
+                # rows rejected while parsing did not know their file's index
+                early = [replace(r, order=(fi, r.order[1])) for r in parsed.rejected]
                 self.stats.files[fi]["read"] += parsed.n_read
                 self._reject(early + bad)
                 t = parsed.table.filter(pa.array(keep))
-                img = image_index(self.images, t["image_id"].combine_chunks())
-                task = _np(pc.index_in(t["task"].combine_chunks(), value_set=pa.array(TASKS)), -1)
                 yield pa.Table.from_arrays(
                     [
-                        pa.array(img, pa.int32()),
+                        pa.array(img[keep], pa.int32()),
                         t["annotator_id"],
-                        pa.array(task, pa.int8()),
+                        pa.array(task[keep], pa.int8()),
                         t["weight"].fill_null(1.0),
                         t["rating"],
                         t["points"],
@@ -551,58 +553,56 @@ class ResponseReader:
         col = {name: rows[name].combine_chunks() for name in KEPT.names}
         img = col["image"].to_numpy().astype(np.int64)
         task = col["task"].to_numpy()
-        ann = _np(pc.dictionary_encode(col["annotator_id"]).indices, -1)
+        # annotator ids as their rank in string order, so that one sort both groups repeats
+        # and gives the canonical order (bit-identical sums whatever the input order)
+        enc = pc.dictionary_encode(col["annotator_id"])
+        rank = np.empty(len(enc.dictionary), dtype=np.int64)
+        rank[pc.sort_indices(enc.dictionary).to_numpy()] = np.arange(len(enc.dictionary))
+        ann = rank[_np(enc.indices, 0)]
         file_idx, loc = col["_file"].to_numpy(), col["_loc"].to_numpy()
-        order = np.lexsort((loc, file_idx, task, ann, img))
+        order = np.lexsort((loc, file_idx, ann, task, img))
         same = (
             (img[order[1:]] == img[order[:-1]])
             & (ann[order[1:]] == ann[order[:-1]])
             & (task[order[1:]] == task[order[:-1]])
         )
-        dup = np.zeros(len(img), bool)
-        dup[order[1:][same]] = True
-        first = order.copy()
-        for k in np.flatnonzero(same):  # each run's first row (runs of repeats are short)
-            first[k + 1] = first[k]
         rejections = []
-        for k in np.flatnonzero(same):
+        first = order.copy()
+        for k in np.flatnonzero(same):  # repeats only; runs are short
+            first[k + 1] = first[k]  # the run's first row, in input order
             row, orig = int(order[k + 1]), int(first[k + 1])
             fi, fo = int(file_idx[row]), int(file_idx[orig])
+            who = col["annotator_id"][row].as_py()
             rejections.append(
                 Rejection(
                     str(self.paths[fi]),
                     self.where[fi](int(loc[row])),
                     "annotator_id",
-                    f"duplicate response of annotator {col['annotator_id'][row].as_py()!r} "
-                    f"for image {self.images.ids[img[row]]!r}, task {TASKS[task[row]]!r} "
+                    f"duplicate response of annotator {who!r} for image "
+                    f"{self.images.ids[img[row]]!r}, task {TASKS[task[row]]!r} "
                     f"(first at {self.paths[fo]}: {self.where[fo](int(loc[orig]))})",
                     {
                         "image_id": self.images.ids[img[row]],
-                        "annotator_id": col["annotator_id"][row].as_py(),
+                        "annotator_id": who,
                         "task": TASKS[task[row]],
                     },
                     (fi, int(loc[row])),
                 )
             )
         self._reject(sorted(rejections, key=lambda r: r.order))
-        keep = ~dup
-        for fi, n in enumerate(np.bincount(file_idx[keep], minlength=len(self.paths))):
+        first_of_run = np.ones(len(order), dtype=bool)
+        first_of_run[1:] = ~same
+        kept_rows = order[first_of_run]  # canonical order, repeats dropped
+        for fi, n in enumerate(np.bincount(file_idx[kept_rows], minlength=len(self.paths))):
             self.stats.files[fi]["used"] += int(n)
-        kept = rows.filter(pa.array(keep))
-        # a canonical order, so that sums (and so every result) are bit-identical whatever
-        # the input order, file split or partitioning
-        keys = [("image", "ascending"), ("task", "ascending"), ("annotator_id", "ascending")]
-        canon = pc.sort_indices(kept, sort_keys=keys)
-        kept = kept.take(canon)
-        img = kept["image"].combine_chunks().to_numpy().astype(np.int64)
-        task = kept["task"].combine_chunks().to_numpy()
+        kept = rows.take(pa.array(kept_rows))
         pts, sel = kept["points"].combine_chunks(), kept["selected"].combine_chunks()
         n_pts = _np(pc.list_value_length(pts), 0)
         n_sel = _np(pc.list_value_length(sel), 0)
         coords = _np(pts.flatten().flatten(), np.nan) if len(pts) else np.zeros(0)
         return Responses(
-            image=img,
-            task=task.astype(np.int8),
+            image=img[kept_rows],
+            task=task[kept_rows].astype(np.int8),
             weight=_np(kept["weight"].combine_chunks(), 1.0).astype(np.float64),
             rating=_np(kept["rating"].combine_chunks(), np.nan).astype(np.float64),
             point_offsets=np.concatenate([[0], np.cumsum(n_pts)]).astype(np.int64),
