@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -217,14 +217,11 @@ def aggregate_heatmaps(
     present = denom > 0
     out: list[np.ndarray | None] = [None] * n
 
-    # responses with points, grouped by image
+    # responses with points; Responses are sorted by image, so each image's are contiguous
     resp = np.flatnonzero(m)
     lens = r.point_offsets[resp + 1] - r.point_offsets[resp]
     resp, lens = resp[lens > 0], lens[lens > 0]
-    order = np.argsort(r.image[resp], kind="stable")
-    resp, lens = resp[order], lens[order]
-    img_of = r.image[resp]
-    bounds = np.searchsorted(img_of, np.arange(n + 1))
+    bounds = np.searchsorted(r.image[resp], np.arange(n + 1))
     # one output buffer, reused across the chunks of a size (chunks come grouped by size, so
     # memory does not grow with the number of distinct sizes), and the kernel's work buffers
     buf: torch.Tensor | None = None
@@ -232,11 +229,9 @@ def aggregate_heatmaps(
     bar = tqdm(total=int(present.sum()), desc=f"{task} heatmaps", unit="img", disable=not progress)
     for (h, w), members in _chunks(images, present, size, budget):
         sel = _ranges(bounds[members], bounds[members + 1] - bounds[members])
-        pos = np.full(n, -1)
-        pos[members] = np.arange(len(members))
         c_resp, c_lens = resp[sel], lens[sel]
         pts = r.points[_ranges(r.point_offsets[c_resp], c_lens)]
-        ann_img = pos[r.image[c_resp]]
+        ann_img = np.searchsorted(members, r.image[c_resp])  # position in the chunk
         weight = r.weight[c_resp] if preset == "default" else np.ones(len(c_resp))
         scale = weight / denom[r.image[c_resp]]
 
@@ -309,7 +304,7 @@ def compute(
     """Scores, word scores and heatmaps of ``images`` from ``resp`` (indices into ``images``)."""
     dev = torch.device(config["device"])
     if config["weights"] == "uniform":
-        resp.weight = np.ones_like(resp.weight)
+        resp = replace(resp, weight=np.ones_like(resp.weight))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     scores = aggregate_scores(images, resp, dev)
