@@ -166,12 +166,19 @@ def write_report(
             [np.nan if r[f"{c}_score"] is None else r[f"{c}_score"] for r in rows], dtype=np.float64
         )
         parts.append(f'<img class="hist" src="{_png(histogram(vals, c))}" alt="{c} histogram">')
+    rendered: dict[int, str] = {}  # an image can be among the lowest and in the grid
+
+    def card(k: int) -> str:
+        if k not in rendered:
+            rendered[k] = _card(rows[k])
+        return rendered[k]
+
     parts.append("<h2>Lowest-scoring images</h2>")
     for c in ("alignment", "coherence"):
-        scored = [r for r in rows if r[f"{c}_score"] is not None]
-        worst = sorted(scored, key=lambda r: r[f"{c}_score"])[:lowest]
-        parts.append(f"<h3>{c}</h3><div class='grid'>{''.join(_card(r) for r in worst)}</div>")
-    cards = "".join(_card(r) for r in rows)
+        scored = [k for k, r in enumerate(rows) if r[f"{c}_score"] is not None]
+        worst = sorted(scored, key=lambda k: rows[k][f"{c}_score"])[:lowest]
+        parts.append(f"<h3>{c}</h3><div class='grid'>{''.join(card(k) for k in worst)}</div>")
+    cards = "".join(card(k) for k in range(len(rows)))
     parts.append(f"<h2>All images ({len(rows)})</h2><div class='grid'>{cards}</div>")
     parts.append(f"<h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>")
     doc = (

@@ -60,11 +60,12 @@ def heatmap_column(maps: list[np.ndarray | None], dtype: str) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(outer_off), inner, mask=mask)
 
 
-def word_scores_json(result: AggregationResult) -> list[str | None]:
-    """``[[word, score], ...]`` per image (JSON text), None without word responses."""
+def word_scores_json(result: AggregationResult, rows: range) -> list[str | None]:
+    """``[[word, score], ...]`` per image of ``rows`` (JSON text), None without word responses."""
     out: list[str | None] = []
     w = result.words
-    for k, tokens in enumerate(result.images.tokens):
+    for k in rows:
+        tokens = result.images.tokens[k]
         if w.count[k] == 0:
             out.append(None)
             continue
@@ -93,7 +94,7 @@ def build_table(
             type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
         )
     cols["prompt"] = pa.array(imgs.prompts[rows], pa.string())
-    cols["word_scores"] = pa.array(word_scores_json(result)[rows], pa.string())
+    cols["word_scores"] = pa.array(word_scores_json(result, range(lo, hi)), pa.string())
     for c in CRITERIA:
         s = result.scores[c]
         cols[f"{c}_score"] = _nullable(s.score[rows], np.isnan(s.score[rows]), pa.float32())
