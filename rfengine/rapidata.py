@@ -30,8 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rfengine.aggregate import aggregate
 from rfengine.errors import InputError
 from rfengine.ingest import Images, read_images
+from rfengine.ingest.rapidata import CoherenceScale, import_rapidata
 
 FORMAT = "rfengine-campaign/1"
 STAGE_ONE = ("style", "coherence", "alignment", "words")
@@ -357,44 +361,51 @@ def _results(client: Any, rec: dict[str, Any], folder: Path) -> Path:
     return path
 
 
-def fetch(
-    campaign: Campaign, out: str | Path, client: Any = None, coherence_scale: str = "severity"
+def _responses(
+    campaign: Campaign,
+    client: Any,
+    records: list[dict[str, Any]],
+    out: Path,
+    images: Images,
+    coherence_scale: CoherenceScale = "severity",
 ) -> dict[str, Any]:
-    """Download every job's results (kept beside the campaign file) and write the responses
-    in the engine's format through the importer. The same results give the same file."""
-    from rfengine.ingest.rapidata import import_rapidata
-
-    client = client or make_client()
+    """Download the results of ``records`` (kept beside the campaign file) and convert them
+    into a responses file ``out`` through the importer."""
     folder = campaign.path.with_name(campaign.path.stem + "-results")
-    jobs = [(rec["task"], _results(client, rec, folder)) for rec in campaign.state["jobs"]]
-    images = read_images(campaign.state["images"], require_files=False)
-    return import_rapidata(images, jobs, out, coherence_scale)  # type: ignore[arg-type]
+    jobs = [(rec["task"], _results(client, rec, folder)) for rec in records]
+    return import_rapidata(images, jobs, out, coherence_scale)
+
+
+def fetch(
+    campaign: Campaign,
+    out: str | Path,
+    client: Any = None,
+    coherence_scale: CoherenceScale = "severity",
+) -> dict[str, Any]:
+    """Download every job's results and write the responses in the engine's format. The
+    same results give the same file."""
+    images = read_images(campaign.state["images"], require_files=False)  # names only
+    jobs = campaign.state["jobs"]
+    return _responses(campaign, client or make_client(), jobs, Path(out), images, coherence_scale)
 
 
 def next_stage(
     campaign: Campaign, client: Any = None, threshold: float | None = None
 ) -> list[dict[str, Any]]:
     """Launch the locate jobs for images rated below ``threshold`` in stage one."""
-    from rfengine.aggregate import aggregate
-
     if campaign.state["stage"] != 1:
         raise InputError(f"{campaign.path}: stage two was launched already")
     client = client or make_client()
     config = campaign.state["config"]
     threshold = config["threshold"] if threshold is None else threshold
     stage_one = [r for r in campaign.state["jobs"] if r["task"] in ("coherence", "alignment")]
-    folder = campaign.path.with_name(campaign.path.stem + "-results")
     responses = campaign.path.with_name(campaign.path.stem + "-stage1.jsonl")
-    from rfengine.ingest.rapidata import import_rapidata
-
     images = campaign.images
-    jobs = [(rec["task"], _results(client, rec, folder)) for rec in stage_one]
-    import_rapidata(images, jobs, responses)  # type: ignore[arg-type]
+    _responses(campaign, client, stage_one, responses, images)
     scores = aggregate(images, responses, device="cpu").scores
     plans = []
     for task, criterion in (("coherence_points", "coherence"), ("alignment_points", "alignment")):
-        score = scores[criterion].score
-        rows = [k for k in range(len(images)) if score[k] == score[k] and score[k] < threshold]
+        rows = np.flatnonzero(scores[criterion].score < threshold).tolist()  # nulls are NaN
         plans.append(dict(plan_job(task, config, images, rows), stage=2))
         if rows:
             rec = _create(client, task, config, images, rows)
