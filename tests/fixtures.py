@@ -190,3 +190,12 @@ def to_rapidata_results(
     if layout == "3.x":
         return {"info": {"type": task, "version": "3.0.0"}, "results": results, "summary": {}}
     return {"results": {"globalAggregatedData": {}, "data": results}}
+
+
+def cli_aggregate(images: Path, responses: list[Path], out: Path, *extra: str) -> dict:
+    """``rfengine aggregate`` through the CLI (quiet); returns the manifest."""
+    from rfengine.cli import main
+
+    args = ["aggregate", "--images", str(images), "--responses", *map(str, responses)]
+    assert main([*args, "--out", str(out), "--quiet", *extra]) == 0
+    return json.loads((out / "manifest.json").read_text())

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from unittest.mock import MagicMock
 
 import pytest
-from fixtures import to_rapidata_results
+from fixtures import cli_aggregate, to_rapidata_results
 
 os.environ.setdefault("RAPIDATA_DISABLE_OTLP", "1")  # before rapidata is imported
 os.environ.setdefault("RAPIDATA_AGENT_HINT", "0")
@@ -257,23 +257,7 @@ def test_fetch_next_stage_and_aggregate_end_to_end(sim, fake, tmp_path, layout):
         (r["image_id"], r["annotator_id"], r["task"]) for r in expected
     )
     # and the engine aggregates them
-    agg = tmp_path / "agg"
-    assert (
-        main(
-            [
-                "aggregate",
-                "--images",
-                str(sim / "images.jsonl"),
-                "--responses",
-                str(out),
-                "--out",
-                str(agg),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    manifest = json.loads((agg / "manifest.json").read_text())
+    manifest = cli_aggregate(sim / "images.jsonl", [out], tmp_path / "agg")
     assert manifest["counts"]["rows_used"] == len(fetched)
 
 

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from fixtures import make_rows, to_rapidata_results, write_jsonl
+from fixtures import cli_aggregate, make_rows, to_rapidata_results, write_jsonl
 from PIL import Image
 
 from rfengine import InputError, read_images
@@ -79,23 +79,7 @@ def test_parquet_output_and_aggregate(campaign, tmp_path):
     (root / "imgs").mkdir()
     for im in images:  # aggregate embeds the images in the dataset
         Image.new("RGB", (im["width"], im["height"])).save(root / im["path"])
-    out = tmp_path / "agg"
-    assert (
-        main(
-            [
-                "aggregate",
-                "--images",
-                str(root / "images.jsonl"),
-                "--responses",
-                str(root / "r.parquet"),
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    m = json.loads((out / "manifest.json").read_text())
+    m = cli_aggregate(root / "images.jsonl", [root / "r.parquet"], tmp_path / "agg")
     assert m["counts"]["rows_used"] == len(rows)
 
 
