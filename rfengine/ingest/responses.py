@@ -461,16 +461,14 @@ def _validate(
 
 # ------------------------------------------------------------------------------ reading
 
-#: the columns of validated rows: the schema's, the image's row, and where the row came from
+#: the columns of validated rows: the image's row and the task's code in place of their
+#: names, the schema's other fields, and where the row came from (file index, line or row)
 KEPT = pa.schema(
     [
         ("image", pa.int32()),
-        ("annotator_id", pa.string()),
+        SCHEMA.field("annotator_id"),
         ("task", pa.int8()),
-        ("weight", pa.float64()),
-        ("rating", pa.float64()),
-        ("points", pa.list_(pa.list_(pa.float64()))),
-        ("selected", pa.list_(pa.int64())),
+        *(SCHEMA.field(name) for name in ("weight", "rating", "points", "selected")),
         ("_file", pa.int32()),
         ("_loc", pa.int64()),
     ]
