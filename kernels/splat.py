@@ -34,7 +34,11 @@ Scratch = dict[str, Tensor]
 
 
 def scratch_buffer(
-    scratch: Scratch | None, name: str, shape: tuple[int, ...], like: Tensor, dtype=None
+    scratch: Scratch | None,
+    name: str,
+    shape: tuple[int, ...],
+    like: Tensor,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """An uninitialised ``shape`` tensor from ``scratch`` (grown as needed), else a new one.
 
