@@ -21,6 +21,21 @@ def load_dataset(out: str | Path) -> datasets.Dataset:
     return ds.with_format("numpy", columns=cols, output_all_columns=True)
 
 
+def as_heatmap(value: Any) -> np.ndarray | None:
+    """A dataset heatmap cell as a 2-D array (None stays None): datasets' numpy format
+    gives rows of ragged lists as an object array of rows."""
+    if value is None:
+        return None
+    return np.stack(value) if value.dtype == object else value
+
+
+def as_word_scores(text: str | None) -> np.ndarray | None:
+    """A ``word_scores`` cell (JSON ``[[word, score], ...]``) as the scores, or None."""
+    if text is None:
+        return None
+    return np.array([v for _, v in json.loads(str(text))], dtype=np.float64)
+
+
 def peak_position(heat: np.ndarray) -> tuple[float, float]:
     """(x, y) image fractions of the centre of the heatmap's hottest pixel."""
     h, w = heat.shape
@@ -68,11 +83,11 @@ def recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str
     out: dict[str, float] = {}
     for kind, key in (("coherence", "incoherence"), ("alignment", "misalignment")):
         dists = []
-        for k, heat in enumerate(_column(ds, f"{kind}_heatmap")):
+        for k, cell in enumerate(_column(ds, f"{kind}_heatmap")):
             planted = (truth[ids[k]].get(key) or {}).get("points") or []
+            heat = as_heatmap(cell)
             if heat is None or not planted:
                 continue
-            heat = np.stack(heat) if heat.dtype == object else heat
             h, w = heat.shape
             px, py = peak_position(heat)
             d = [np.hypot((px - x) * w, (py - y) * h) / min(w, h) for x, y in planted]
@@ -85,9 +100,9 @@ def recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str
     hits, n = 0, 0
     for k, text in enumerate(ds["word_scores"]):
         mis = truth[ids[k]].get("misalignment")
-        if mis is None or text is None:
+        vals = as_word_scores(text)
+        if mis is None or vals is None:
             continue
-        vals = [v for _, v in json.loads(str(text))]
         n += 1
         hits += int(np.argmax(vals) == mis["word_index"])
     out["top_word_accuracy"] = hits / n if n else float("nan")

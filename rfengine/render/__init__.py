@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from rfengine.evaluate import load_dataset
+from rfengine.errors import InputError
+from rfengine.evaluate import as_heatmap, as_word_scores, load_dataset
 from rfengine.render.overlay import colormap, overlay, panel, prompt_image, word_colours
 from rfengine.render.report import write_report
 
@@ -42,7 +40,7 @@ def render_output(
     """
     ds = load_dataset(out)
     if "image" not in ds.column_names:
-        raise ValueError(f"{out}: the dataset has no images (the images table gave no paths)")
+        raise InputError(f"{out}: the dataset has no images (the images table gave no paths)")
     ids = list(ds["image_id"])
     rows = range(len(ids)) if not image_ids else [_index(ids, i, out) for i in image_ids]
     dest = Path(dest)
@@ -50,16 +48,10 @@ def render_output(
     files = []
     for k in rows:
         row = ds[k]
-        scores = None
-        if row["word_scores"] is not None:
-            scores = np.array([v for _, v in json.loads(str(row["word_scores"]))], dtype=np.float64)
-        heat = {}
-        for kind in ("coherence", "alignment"):
-            h = row[f"{kind}_heatmap"]
-            heat[kind] = None if h is None else (np.stack(h) if h.dtype == object else h)
-        img = panel(
-            row["image"], str(row["prompt"]).split(), scores, heat, title=str(row["image_id"])
-        )
+        heat = {kind: as_heatmap(row[f"{kind}_heatmap"]) for kind in ("coherence", "alignment")}
+        words = str(row["prompt"]).split()
+        scores = as_word_scores(row["word_scores"])
+        img = panel(row["image"], words, scores, heat, title=str(row["image_id"]))
         path = dest / f"{safe_name(str(row['image_id']))}.png"
         img.save(path)
         files.append(path)

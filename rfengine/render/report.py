@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from rfengine.evaluate import load_dataset, recovery
+from rfengine.evaluate import as_heatmap, as_word_scores, load_dataset, recovery
 from rfengine.render.overlay import overlay, word_colours
 
 CRITERIA = ("style", "coherence", "alignment")
@@ -72,7 +72,7 @@ def _prompt_html(prompt: str, word_scores: str | None) -> str:
             " ".join(html.escape(w) for w in words)
             + ' <span class="null">(no word responses)</span>'
         )
-    scores = np.array([v for _, v in json.loads(word_scores)], dtype=np.float64)
+    scores = as_word_scores(word_scores)
     spans = []
     for w, s, (r, g, b) in zip(words, scores, word_colours(scores), strict=True):
         style = f"background:rgb({r},{g},{b})"
@@ -88,9 +88,7 @@ def _card(row: dict[str, Any]) -> str:
     imgs = []
     image = row.get("image")
     for kind in ("coherence", "alignment"):
-        heat = row[f"{kind}_heatmap"]
-        if heat is not None and heat.dtype == object:
-            heat = np.stack(heat)
+        heat = as_heatmap(row[f"{kind}_heatmap"])
         if image is not None and heat is not None:
             imgs.append((kind, _thumb(overlay(image, heat))))
         elif heat is not None:

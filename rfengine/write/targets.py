@@ -74,9 +74,10 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
         t[f"{kind}_heatmap"] = stack
         t[f"{kind}_mask"] = torch.tensor([m is not None for m in maps], dtype=torch.bool)
     score = np.stack([result.scores[c].score[rows] for c in CRITERIA], 1)
+    norm = np.stack([result.scores[c].norm[rows] for c in CRITERIA], 1)
     mask = ~np.isnan(score)
     t["scores"] = torch.from_numpy(np.where(mask, score, 0).astype(np.float32))
-    t["scores_norm"] = torch.from_numpy(np.where(mask, (score - 1) / 4, 0).astype(np.float32))
+    t["scores_norm"] = torch.from_numpy(np.where(mask, norm, 0).astype(np.float32))
     t["scores_mask"] = torch.from_numpy(mask)
     words = result.words
     vals = [words.tokens(k) for k in rows]
