@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a machine with a CUDA GPU: the CUDA tests and the CUDA parts of both benchmarks, in
-# under 8 minutes, with every result in one folder: $OUT if set (the device tool's), else
+# under 9 minutes, with every result in one folder: $OUT if set (the device tool's), else
 # benchmarks/results/gpu/. Needs python3 with torch (CUDA), pyarrow, safetensors, scipy,
 # pytest and hypothesis; `datasets` is installed from wheels in .whl/ when missing (no
 # network there: prepare them here with `pip download -d .whl datasets ...`, README).
@@ -25,9 +25,12 @@ $py -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 status=0
 timeout 150 $py -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee "$dest/cuda-tests.txt"
 status=$((status | PIPESTATUS[0]))
-timeout 150 $py benchmarks/heatmaps.py --devices cpu cuda --json "$dest/heatmaps-cuda.json" \
+# the JSON is rewritten after each workload: a cut run keeps what it measured
+timeout 300 $py benchmarks/heatmaps.py --devices cpu cuda --json "$dest/heatmaps-cuda.json" \
     2>&1 | tail -3
 status=$((status | PIPESTATUS[0]))
+timeout 60 $py benchmarks/heatmaps.py --profile --devices cuda > "$dest/profile-cuda.txt" 2>&1
+status=$((status | $?))
 timeout 150 $py benchmarks/end_to_end.py --device cuda --json "$dest/end_to_end-cuda.json" \
     2>&1 | tail -20
 status=$((status | PIPESTATUS[0]))

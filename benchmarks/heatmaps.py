@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
@@ -185,7 +186,10 @@ def write_gbs(device: str, mib: int = 256, reps: int = 5) -> float:
     return buf.numel() * 4 / secs / 1e9
 
 
-def bench(workloads: list[str], devices: list[str], quick: bool) -> dict:
+def bench(
+    workloads: list[str], devices: list[str], quick: bool, save: Callable[[dict], None]
+) -> dict:
+    """Time every method on each workload; ``save(report)`` after each, so a cut run keeps some."""
     torch.set_num_threads(os.cpu_count() or 1)
     report: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -260,6 +264,7 @@ def bench(workloads: list[str], devices: list[str], quick: bool) -> dict:
             "methods": rows,
         }
         print(json.dumps({wl: report["workloads"][wl]}), flush=True)
+        save(report)
     return report
 
 
@@ -287,13 +292,15 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile(workload: str = "512-60", images: int = 64, preset: str = "default") -> None:
-    """Where one warm batch's time goes (cProfile, top entries by own time)."""
+def profile(
+    device: str = "cpu", workload: str = "512-60", images: int = 64, preset: str = "default"
+) -> None:
+    """Where one warm batch's time goes on ``device`` (cProfile, top entries by own time)."""
     import cProfile
     import pstats
 
     torch.set_num_threads(os.cpu_count() or 1)
-    batches = engine_batches(make_images(workload, images), preset, "cpu")
+    batches = engine_batches(make_images(workload, images), preset, device)
     for _ in range(3):
         run_engine(batches, preset)
     prof = cProfile.Profile()
@@ -301,7 +308,9 @@ def profile(workload: str = "512-60", images: int = 64, preset: str = "default")
     for _ in range(5):
         run_engine(batches, preset)
     prof.disable()
-    print(f"{workload}, {images} images, preset {preset}: 5 batches")
+    if device == "cuda":
+        torch.cuda.synchronize()
+    print(f"{workload}, {images} images, preset {preset}, {device}: 5 batches")
     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 
 
@@ -317,15 +326,20 @@ def main() -> None:
         "--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     )
     ap.add_argument("--json", type=Path, default=RESULTS / "heatmaps.json")
-    ap.add_argument("--profile", action="store_true", help="profile one 512-60 batch and exit")
+    ap.add_argument(
+        "--profile", action="store_true", help="profile 512-60 batches on the first device, exit"
+    )
     args = ap.parse_args()
     if args.profile:
-        profile()
+        profile(args.devices[0])
         return
-    report = bench(args.workloads, args.devices, args.quick)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    args.json.with_suffix(".md").write_text(markdown(report))
+
+    def save(report: dict) -> None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        args.json.with_suffix(".md").write_text(markdown(report))
+
+    bench(args.workloads, args.devices, args.quick, save)
     print(f"written {args.json} and {args.json.with_suffix('.md')}")
 
 
