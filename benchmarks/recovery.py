@@ -16,8 +16,8 @@ from pathlib import Path
 
 import datasets
 
-from rfengine import aggregate
-from rfengine.evaluate import load_dataset, recovery
+from rfengine import aggregate, load_dataset, save_output
+from rfengine.metrics import recovery
 from rfengine.simulate import read_truth, simulate
 
 KEYS = (
@@ -48,9 +48,8 @@ def main() -> None:
             camp = simulate(Path(tmp) / "c", 48, seed)
             rec = {}
             for w in ("trust", "uniform"):
-                aggregate(camp / "images.jsonl", camp / "responses.jsonl", weights=w).save(
-                    Path(tmp) / w
-                )
+                result = aggregate(camp / "images.jsonl", camp / "responses.jsonl", weights=w)
+                save_output(result, Path(tmp) / w)
                 rec[w] = recovery(load_dataset(Path(tmp) / w), read_truth(camp / "truth.jsonl"))
         for k in KEYS:
             t, u = rec["trust"][k], rec["uniform"][k]

@@ -14,10 +14,12 @@ engine, float64 in tests).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
+
+from rfengine.schema import MAX_POINTS
 
 Preset = Literal["default", "rapidata-2025"]
 
@@ -297,7 +299,7 @@ def annotator_peaks(
     Args:
         gy: ``(B, H, n)`` column profiles; gx: ``(B, n, W)`` row profiles.
         batch: ``(A,)`` image index of each annotator; first: ``(A,)`` its first column;
-        count: ``(A,)`` its number of points (1..3).
+        count: ``(A,)`` its number of points (1..MAX_POINTS).
         start_i, start_j: ``(A, S)`` start rows and columns.
 
     Returns:
@@ -306,9 +308,9 @@ def annotator_peaks(
     _, H, n = gy.shape
     W = gx.shape[2]
     dev = gy.device
-    t = torch.arange(3, device=dev)
-    valid = (t[None, :] < count[:, None]).to(gy.dtype)  # (A, 3)
-    cols = (first[:, None] + t[None, :]).clamp_(max=n - 1)  # (A, 3)
+    t = torch.arange(MAX_POINTS, device=dev)
+    valid = (t[None, :] < count[:, None]).to(gy.dtype)  # (A, MAX_POINTS)
+    cols = (first[:, None] + t[None, :]).clamp_(max=n - 1)  # (A, MAX_POINTS)
     di = torch.tensor(_DI, device=dev)
     dj = torch.tensor(_DJ, device=dev)
     S = start_i.shape[1]
@@ -336,6 +338,299 @@ def annotator_peaks(
     return peaks.view(-1, S).amax(-1)
 
 
+class Factors(NamedTuple):
+    """A batch's separable factors and what the peak search needs of them (per preset).
+
+    ``gy (B, H, n)`` and ``gx (B, n, W)`` are the column and row profiles of every point
+    (``n`` = most points in an image), each divided by its own grid peak, whose log is
+    ``log_scale (B, n)``; ``ux, uy (P,)`` are the points in output-pixel index units (pixel
+    ``k``'s centre is at ``k``); ``sx, sy (A,)`` each annotator's Gaussian width in those
+    units; ``mirrors_x``, ``mirrors_y`` the centres whose sum is the map (a point and, for
+    the published method's reflect boundaries, its mirror images); ``needs_search (A,)``
+    marks annotators whose peak is not simply at a point.
+    """
+
+    gy: Tensor
+    gx: Tensor
+    log_scale: Tensor
+    ux: Tensor
+    uy: Tensor
+    sx: Tensor
+    sy: Tensor
+    mirrors_x: tuple[Tensor, ...]
+    mirrors_y: tuple[Tensor, ...]
+    needs_search: Tensor
+
+
+def _default_factors(
+    px: Tensor,
+    py: Tensor,
+    point_image: Tensor,
+    column: Tensor,
+    n: int,
+    point_annotator: Tensor,
+    annotator_image: Tensor,
+    width: Tensor,
+    height: Tensor,
+    out_size: tuple[int, int],
+    scratch: Scratch | None,
+) -> Factors:
+    """``default``: continuous Gaussians (sigma = 5% of the smaller native side) sampled at
+    the output pixel centres, any output size."""
+    B, (H, W) = width.shape[0], out_size
+    dt, dev = px.dtype, px.device
+    wf, hf = width.to(dt), height.to(dt)
+    cx = torch.ones((B, n), dtype=dt, device=dev)
+    cy = torch.ones((B, n), dtype=dt, device=dev)
+    cx[point_image, column] = px
+    cy[point_image, column] = py
+    sigma = sigma_px(wf, hf)
+    gy, log_y = gaussian_profiles(
+        cy, hf, H, sigma, transposed=True, out=scratch_buffer(scratch, "gy", (B, H, n), px)
+    )  # (B, H, n)
+    gx, log_x = gaussian_profiles(
+        cx, wf, W, sigma, out=scratch_buffer(scratch, "gx", (B, n, W), px)
+    )  # (B, n, W)
+    ux, uy = px * W - 0.5, py * H - 0.5
+    s_img = sigma[annotator_image]
+    sx, sy = s_img * W / wf[annotator_image], s_img * H / hf[annotator_image]
+    A = annotator_image.shape[0]
+    # a lone Gaussian peaks at its own centre: modes are searched where several interact
+    needs = torch.bincount(point_annotator, minlength=A) >= 2
+    # each point's Gaussian = exp(log_x + log_y) gy (x) gx
+    return Factors(gy, gx, log_x + log_y, ux, uy, sx, sy, (ux,), (uy,), needs)
+
+
+def _rapidata_factors(
+    px: Tensor,
+    py: Tensor,
+    point_image: Tensor,
+    column: Tensor,
+    n: int,
+    point_annotator: Tensor,
+    annotator_image: Tensor,
+    width: Tensor,
+    height: Tensor,
+    out_size: tuple[int, int],
+    scratch: Scratch | None,
+) -> Factors:
+    """``rapidata-2025``: each point snapped to its native pixel and filtered as by
+    ``scipy.ndimage.gaussian_filter(sigma=min(W, H) / 20, truncate=3, mode="reflect")``."""
+    B, (H, W) = width.shape[0], out_size
+    dt, dev = px.dtype, px.device
+    if bool(((width != W) | (height != H)).any()):
+        raise ValueError("preset 'rapidata-2025' is defined at native resolution only")
+    wf, hf = width.to(dt), height.to(dt)
+    mx = torch.zeros((B, n), dtype=torch.long, device=dev)
+    my = torch.zeros((B, n), dtype=torch.long, device=dev)
+    mx[point_image, column] = (px * W).long().clamp_(max=W - 1)
+    my[point_image, column] = (py * H).long().clamp_(max=H - 1)
+    sigma = torch.minimum(wf, hf) / 20
+    radius = discrete_kernel_radius(sigma)
+    gy = reflected_kernel_profiles(
+        my,
+        H,
+        sigma,
+        radius,
+        transposed=True,
+        scratch=scratch,
+        out=scratch_buffer(scratch, "gy", (B, H, n), px),
+    )
+    gx = reflected_kernel_profiles(
+        mx, W, sigma, radius, scratch=scratch, out=scratch_buffer(scratch, "gx", (B, n, W), px)
+    )
+    ux, uy = mx[point_image, column].to(dt), my[point_image, column].to(dt)
+    sx = sy = sigma[annotator_image]
+    A = annotator_image.shape[0]
+    # modes are searched where points interact, or where an impulse's mirror image across
+    # an edge is within the kernel's reach
+    needs = torch.bincount(point_annotator, minlength=A) >= 2
+    r_pt = radius[point_image].to(dt)
+    edge = (ux < r_pt) | (ux > W - 1 - r_pt) | (uy < r_pt) | (uy > H - 1 - r_pt)
+    near_edge = torch.zeros(A, dtype=torch.int32, device=dev)
+    needs |= near_edge.index_add_(0, point_annotator, edge.int()) > 0
+    return Factors(
+        gy,
+        gx,
+        torch.zeros((B, n), dtype=dt, device=dev),
+        ux,
+        uy,
+        sx,
+        sy,
+        (ux, -1.0 - ux, 2.0 * W - 1.0 - ux),
+        (uy, -1.0 - uy, 2.0 * H - 1.0 - uy),
+        needs,
+    )
+
+
+_FACTORS = {"default": _default_factors, "rapidata-2025": _rapidata_factors}
+
+
+def _normalise(
+    f: Factors,
+    point_image: Tensor,
+    column: Tensor,
+    n: int,
+    point_annotator: Tensor,
+    annotator_image: Tensor,
+    annotator_scale: Tensor,
+    out_size: tuple[int, int],
+) -> Tensor:
+    """``(B, n)`` coefficient of each point: its annotator's ``scale / grid maximum``, with
+    the point's scale relative to the annotator's largest folded into ``f.gy`` (in place)."""
+    H, W = out_size
+    dt, dev = f.gy.dtype, f.gy.device
+    B = f.gy.shape[0]
+    A = annotator_image.shape[0]
+    count = torch.bincount(point_annotator, minlength=A)
+    first = torch.full((A,), n, dtype=torch.long, device=dev)
+    first.scatter_reduce_(0, point_annotator, column, reduce="amin")
+    slot = column - first[point_annotator]
+    pairs = [(gx_, gy_) for gx_ in f.mirrors_x for gy_ in f.mirrors_y]
+    mcx = torch.zeros((A, MAX_POINTS * len(pairs)), dtype=dt, device=dev)
+    mcy = torch.zeros_like(mcx)
+    valid = torch.zeros(mcx.shape, dtype=torch.bool, device=dev)
+    for q, (img_x, img_y) in enumerate(pairs):
+        mcx[point_annotator, MAX_POINTS * q + slot] = img_x
+        mcy[point_annotator, MAX_POINTS * q + slot] = img_y
+        valid[point_annotator, MAX_POINTS * q + slot] = True
+    # starts: the annotator's points (missing slots repeat the first) and their centroid
+    lead = slot == 0
+    st_x = torch.empty((A, MAX_POINTS + 1), dtype=dt, device=dev)
+    st_y = torch.empty((A, MAX_POINTS + 1), dtype=dt, device=dev)
+    st_x[point_annotator[lead]] = f.ux[lead, None]
+    st_y[point_annotator[lead]] = f.uy[lead, None]
+    st_x[point_annotator, slot] = f.ux
+    st_y[point_annotator, slot] = f.uy
+    cnt = count.to(dt)
+    zeros = torch.zeros(A, dtype=dt, device=dev)
+    st_x[:, MAX_POINTS] = zeros.index_add(0, point_annotator, f.ux) / cnt
+    st_y[:, MAX_POINTS] = zeros.index_add(0, point_annotator, f.uy) / cnt
+    # The search uses untruncated Gaussians; the discrete climb in annotator_peaks then
+    # settles on the grid function.
+    sub = f.needs_search.nonzero().squeeze(1)
+    if sub.numel():
+        st_x[sub], st_y[sub] = gaussian_modes(
+            mcx[sub], mcy[sub], valid[sub], f.sx[sub], f.sy[sub], st_x[sub], st_y[sub]
+        )
+    start_j = st_x.round().long().clamp_(0, W - 1)
+    start_i = st_y.round().long().clamp_(0, H - 1)
+    # relative scale of each point within its annotator's map (1 for the largest), folded
+    # into the column profiles so that the peak search sees the true map up to one factor
+    log_pt = f.log_scale[point_image, column]
+    log_ann = torch.full((A,), -torch.inf, dtype=dt, device=dev)
+    log_ann.scatter_reduce_(0, point_annotator, log_pt, reduce="amax")
+    rel = torch.ones((B, n), dtype=dt, device=dev)
+    rel[point_image, column] = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
+    f.gy.mul_(rel[:, None, :])
+    peak = annotator_peaks(f.gy, f.gx, annotator_image, first, count, start_i, start_j)
+    factor = torch.where(peak > 0, annotator_scale.to(dt) / peak, 0)
+    coeff = torch.zeros((B, n), dtype=dt, device=dev)
+    coeff[point_image, column] = factor[point_annotator]
+    return coeff
+
+
+# ------------------------------------------------------------------------ preconditions
+
+
+def _check_lengths(**tensors: Tensor) -> None:
+    """Per-point (or per-annotator, per-image) tensors of one group have one length."""
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if len({s for s in shapes.values()}) > 1 or any(len(s) != 1 for s in shapes.values()):
+        got = ", ".join(f"`{k}` {v}" for k, v in shapes.items())
+        raise ValueError(
+            f"{', '.join(f'`{k}`' for k in shapes)} must be 1-D of one length, got {got}"
+        )
+
+
+def _check_dtypes(px: Tensor, py: Tensor, **ids: Tensor) -> None:
+    """Coordinates in one floating dtype; ids and sizes as integers."""
+    if not px.is_floating_point() or py.dtype != px.dtype:
+        raise TypeError(f"`px` and `py` must share a floating dtype, got {px.dtype} and {py.dtype}")
+    for name, t in ids.items():
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"`{name}` must be an integer tensor, got {t.dtype}")
+
+
+def _check_sorted(name: str, t: Tensor) -> None:
+    """Non-decreasing, as the packing of points into columns assumes."""
+    if t.numel() > 1 and bool((t[1:] < t[:-1]).any()):
+        k = int((t[1:] < t[:-1]).nonzero()[0, 0])
+        raise ValueError(
+            f"`{name}` must be sorted ascending (points grouped by image, then annotator); "
+            f"got {int(t[k])} before {int(t[k + 1])} at position {k + 1}"
+        )
+
+
+def _check_range(name: str, t: Tensor, lo: float, hi: float) -> None:
+    """Every value finite and in ``[lo, hi]``."""
+    bad = ~torch.isfinite(t) | (t < lo) | (t > hi) if t.is_floating_point() else (t < lo) | (t > hi)
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        raise ValueError(f"`{name}` must lie in [{lo:g}, {hi:g}], got {t[k].item()} at {k}")
+
+
+def _check_point_limit(point_annotator: Tensor, n_annotators: int) -> None:
+    """At most ``MAX_POINTS`` points per annotator."""
+    count = torch.bincount(point_annotator, minlength=n_annotators)
+    if count.numel() and int(count.max()) > MAX_POINTS:
+        a = int(count.argmax())
+        raise ValueError(
+            f"at most {MAX_POINTS} points per annotator, got {int(count[a])} for annotator {a}"
+        )
+
+
+def _check_inputs(
+    px: Tensor,
+    py: Tensor,
+    point_image: Tensor,
+    point_annotator: Tensor,
+    annotator_image: Tensor,
+    annotator_scale: Tensor,
+    width: Tensor,
+    height: Tensor,
+    out_size: tuple[int, int],
+    preset: str,
+    out: Tensor | None,
+) -> None:
+    """Every precondition of ``splat_heatmaps``, with a message naming what was received."""
+    if preset not in _FACTORS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(_FACTORS)}")
+    _check_lengths(px=px, py=py, point_image=point_image, point_annotator=point_annotator)
+    _check_lengths(annotator_image=annotator_image, annotator_scale=annotator_scale)
+    _check_lengths(width=width, height=height)
+    _check_dtypes(
+        px,
+        py,
+        point_image=point_image,
+        point_annotator=point_annotator,
+        annotator_image=annotator_image,
+        width=width,
+        height=height,
+    )
+    H, W = out_size
+    if H <= 0 or W <= 0:
+        raise ValueError(f"`out_size` must be positive, got {out_size}")
+    B, A = width.shape[0], annotator_image.shape[0]
+    if out is not None and tuple(out.shape) != (B, H, W):
+        raise ValueError(f"`out` must have shape {(B, H, W)}, got {tuple(out.shape)}")
+    _check_range("px", px, 0.0, 1.0)
+    _check_range("py", py, 0.0, 1.0)
+    _check_range("width", width, 1, 2**31 - 1)
+    _check_range("height", height, 1, 2**31 - 1)
+    _check_range("annotator_scale", annotator_scale, 0.0, float("inf"))
+    if px.numel() == 0:
+        return
+    _check_range("point_image", point_image, 0, B - 1)
+    _check_range("point_annotator", point_annotator, 0, A - 1)
+    _check_range("annotator_image", annotator_image, 0, B - 1)
+    _check_sorted("point_image", point_image)
+    _check_sorted("point_annotator", point_annotator)
+    if bool((annotator_image[point_annotator] != point_image).any()):
+        raise ValueError("`annotator_image[point_annotator]` must equal `point_image`")
+    _check_point_limit(point_annotator, A)
+
+
 def splat_heatmaps(
     px: Tensor,
     py: Tensor,
@@ -349,6 +644,7 @@ def splat_heatmaps(
     preset: Preset = "default",
     out: Tensor | None = None,
     scratch: Scratch | None = None,
+    check: bool = True,
 ) -> Tensor:
     """Heatmaps of a batch of images of one output size: scaled means of max-normalised maps.
 
@@ -366,7 +662,8 @@ def splat_heatmaps(
     Args:
         px, py: ``(P,)`` point coordinates as image fractions in [0, 1], origin top-left.
             Points are grouped by image (ascending) and, within an image, by annotator.
-        point_image: ``(P,)`` image index in ``[0, B)``; point_annotator: ``(P,)`` in ``[0, A)``.
+        point_image: ``(P,)`` image index in ``[0, B)``; point_annotator: ``(P,)`` in ``[0, A)``,
+            ascending, at most ``MAX_POINTS`` points per annotator.
         annotator_image: ``(A,)`` image of each annotator; annotator_scale: ``(A,)`` its factor.
         width, height: ``(B,)`` native image sizes in pixels.
         out_size: ``(H, W)`` of the output grid.
@@ -374,121 +671,48 @@ def splat_heatmaps(
         out: optional ``(B, H, W)`` buffer to write into (reused across calls by the caller).
         scratch: optional dict of reusable work buffers (the factor matrices), kept by the
             caller across calls.
+        check: verify the preconditions above first (a ``ValueError`` or ``TypeError``
+            naming the argument); the engine, whose ingest stage guarantees them, passes
+            False.
 
     Returns:
         ``(B, H, W)`` heatmaps in ``px``'s dtype, values in [0, 1].
+
+    Example:
+        One image of 100x100 pixels, one annotator with one click at the centre:
+
+        >>> f = lambda *v: torch.tensor(v, dtype=torch.float64)
+        >>> i = lambda *v: torch.tensor(v)
+        >>> maps = splat_heatmaps(f(0.5), f(0.5), i(0), i(0), i(0), f(1.0), i(100), i(100), (4, 4))
+        >>> maps.shape, float(maps.max())
+        (torch.Size([1, 4, 4]), 1.0)
     """
+    if check:
+        _check_inputs(
+            px,
+            py,
+            point_image,
+            point_annotator,
+            annotator_image,
+            annotator_scale,
+            width,
+            height,
+            out_size,
+            preset,
+            out,
+        )
     B = width.shape[0]
     H, W = out_size
-    dt, dev = px.dtype, px.device
     if out is None:
-        out = torch.empty((B, H, W), dtype=dt, device=dev)
+        out = torch.empty((B, H, W), dtype=px.dtype, device=px.device)
     if px.numel() == 0:
         return out.zero_()
+    if preset not in _FACTORS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(_FACTORS)}")
     column, n = pack_columns(point_image, B)
-    wf, hf = width.to(dt), height.to(dt)
-    if preset == "default":
-        cx = torch.ones((B, n), dtype=dt, device=dev)
-        cy = torch.ones((B, n), dtype=dt, device=dev)
-        cx[point_image, column] = px
-        cy[point_image, column] = py
-        sigma = sigma_px(wf, hf)
-        gy, log_y = gaussian_profiles(
-            cy, hf, H, sigma, transposed=True, out=scratch_buffer(scratch, "gy", (B, H, n), px)
-        )  # (B, H, n)
-        gx, log_x = gaussian_profiles(
-            cx, wf, W, sigma, out=scratch_buffer(scratch, "gx", (B, n, W), px)
-        )  # (B, n, W)
-        log_scale = log_x + log_y  # (B, n): each point's Gaussian = exp(log_scale) gy (x) gx
-    elif preset == "rapidata-2025":
-        if bool(((width != W) | (height != H)).any()):
-            raise ValueError("preset 'rapidata-2025' is defined at native resolution only")
-        mx = torch.zeros((B, n), dtype=torch.long, device=dev)
-        my = torch.zeros((B, n), dtype=torch.long, device=dev)
-        mx[point_image, column] = (px * W).long().clamp_(max=W - 1)
-        my[point_image, column] = (py * H).long().clamp_(max=H - 1)
-        sigma = torch.minimum(wf, hf) / 20
-        radius = discrete_kernel_radius(sigma)
-        gy = reflected_kernel_profiles(
-            my,
-            H,
-            sigma,
-            radius,
-            transposed=True,
-            scratch=scratch,
-            out=scratch_buffer(scratch, "gy", (B, H, n), px),
-        )
-        gx = reflected_kernel_profiles(
-            mx, W, sigma, radius, scratch=scratch, out=scratch_buffer(scratch, "gx", (B, n, W), px)
-        )
-        log_scale = torch.zeros((B, n), dtype=dt, device=dev)
-    else:
-        raise ValueError(f"unknown preset {preset!r}; expected 'default' or 'rapidata-2025'")
-
-    A = annotator_image.shape[0]
-    count = torch.bincount(point_annotator, minlength=A)
-    first = torch.full((A,), n, dtype=torch.long, device=dev)
-    first.scatter_reduce_(0, point_annotator, column, reduce="amin")
-    slot = column - first[point_annotator]
-    # centres in output-pixel index units (pixel k's centre is at k); the published method
-    # adds each impulse's mirror images under reflect boundaries (reflected_kernel_profiles)
-    if preset == "default":
-        ux, uy = px * W - 0.5, py * H - 0.5
-        s_img = sigma[annotator_image]
-        sx, sy = s_img * W / wf[annotator_image], s_img * H / hf[annotator_image]
-        images_x, images_y = (ux,), (uy,)
-    else:
-        ux, uy = mx[point_image, column].to(dt), my[point_image, column].to(dt)
-        sx = sy = sigma[annotator_image]
-        images_x = (ux, -1.0 - ux, 2.0 * W - 1.0 - ux)
-        images_y = (uy, -1.0 - uy, 2.0 * H - 1.0 - uy)
-    pairs = [(gx_, gy_) for gx_ in images_x for gy_ in images_y]
-    mcx = torch.zeros((A, 3 * len(pairs)), dtype=dt, device=dev)
-    mcy = torch.zeros_like(mcx)
-    valid = torch.zeros(mcx.shape, dtype=torch.bool, device=dev)
-    for q, (img_x, img_y) in enumerate(pairs):
-        mcx[point_annotator, 3 * q + slot] = img_x
-        mcy[point_annotator, 3 * q + slot] = img_y
-        valid[point_annotator, 3 * q + slot] = True
-    # starts: the annotator's points (missing slots repeat the first) and their centroid
-    lead = slot == 0
-    st_x = torch.empty((A, 4), dtype=dt, device=dev)
-    st_y = torch.empty((A, 4), dtype=dt, device=dev)
-    st_x[point_annotator[lead]] = ux[lead, None]
-    st_y[point_annotator[lead]] = uy[lead, None]
-    st_x[point_annotator, slot] = ux
-    st_y[point_annotator, slot] = uy
-    cnt = count.to(dt)
-    st_x[:, 3] = torch.zeros(A, dtype=dt, device=dev).index_add_(0, point_annotator, ux) / cnt
-    st_y[:, 3] = torch.zeros(A, dtype=dt, device=dev).index_add_(0, point_annotator, uy) / cnt
-    # A lone Gaussian peaks at its own centre: modes are searched only where several
-    # interact (two or three points, or for the published method an impulse whose mirror
-    # image across an edge is within the kernel's reach). The search uses untruncated
-    # Gaussians; the discrete climb in annotator_peaks then settles on the grid function.
-    needs = count >= 2
-    if preset == "rapidata-2025":
-        r_pt = radius[point_image].to(dt)
-        edge = (ux < r_pt) | (ux > W - 1 - r_pt) | (uy < r_pt) | (uy > H - 1 - r_pt)
-        near_edge = torch.zeros(A, dtype=torch.int32, device=dev)
-        needs |= near_edge.index_add_(0, point_annotator, edge.int()) > 0
-    sub = needs.nonzero().squeeze(1)
-    if sub.numel():
-        st_x[sub], st_y[sub] = gaussian_modes(
-            mcx[sub], mcy[sub], valid[sub], sx[sub], sy[sub], st_x[sub], st_y[sub]
-        )
-    start_j = st_x.round().long().clamp_(0, W - 1)
-    start_i = st_y.round().long().clamp_(0, H - 1)
-    # relative scale of each point within its annotator's map (1 for the largest), folded
-    # into the column profiles so that the peak search sees the true map up to one factor
-    log_pt = log_scale[point_image, column]
-    log_ann = torch.full((A,), -torch.inf, dtype=dt, device=dev)
-    log_ann.scatter_reduce_(0, point_annotator, log_pt, reduce="amax")
-    rel = torch.ones((B, n), dtype=dt, device=dev)
-    rel[point_image, column] = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
-    gy.mul_(rel[:, None, :])
-    peak = annotator_peaks(gy, gx, annotator_image, first, count, start_i, start_j)
-
-    factor = torch.where(peak > 0, annotator_scale.to(dt) / peak, 0)
-    coeff = torch.zeros((B, n), dtype=dt, device=dev)
-    coeff[point_image, column] = factor[point_annotator]
-    return torch.bmm(gy.mul_(coeff[:, None, :]), gx, out=out)
+    geometry = (point_annotator, annotator_image, width, height, out_size, scratch)
+    f = _FACTORS[preset](px, py, point_image, column, n, *geometry)
+    coeff = _normalise(
+        f, point_image, column, n, point_annotator, annotator_image, annotator_scale, out_size
+    )
+    return torch.bmm(f.gy.mul_(coeff[:, None, :]), f.gx, out=out)

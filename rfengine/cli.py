@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any, get_args
 
 from rfengine.errors import InputError
+from rfengine.options import (
+    DEFAULT_BUDGET,
+    DTYPES,
+    AggregateOptions,
+    OnError,
+    Preset,
+    Weights,
+    parse_bytes,
+    parse_heatmap_size,
+)
+from rfengine.schema import TASKS
+
+
+def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type=``: the parser's ValueError becomes a usage error (exit 2)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def _add_aggregate(sub: argparse._SubParsersAction) -> None:
@@ -24,27 +50,31 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         "--responses", required=True, nargs="+", type=Path, metavar="RESP", help="responses files"
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
-    p.add_argument("--preset", choices=["default", "rapidata-2025"], default="default")
+    p.add_argument("--preset", choices=get_args(Preset), default="default")
     p.add_argument(
-        "--heatmap-size", default="native", help="'native' (default) or HxW, e.g. 512x512"
+        "--heatmap-size",
+        type=_typed(parse_heatmap_size),
+        default=None,
+        help="'native' (default) or HxW, e.g. 512x512",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--dtype", default="float16", choices=list(DTYPES))
     p.add_argument(
         "--on-error",
         default="fail",
-        choices=["fail", "skip"],
+        choices=get_args(OnError),
         help="fail on the first bad row (default) or skip bad rows into OUT/rejected.jsonl",
     )
     p.add_argument(
         "--weights",
         default="trust",
-        choices=["trust", "uniform"],
+        choices=get_args(Weights),
         help="use each response's trust weight (default) or weigh all responses equally",
     )
     p.add_argument(
         "--memory-budget",
-        default="512MB",
+        type=_typed(parse_bytes),
+        default=DEFAULT_BUDGET,
         help="memory for a partition's work (e.g. 1GB); sets partition and batch sizes, so "
         "peak memory follows it, not the input size",
     )
@@ -62,10 +92,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from rfengine.pipeline import aggregate_to_disk
 
     t0 = time.perf_counter()
-    manifest = aggregate_to_disk(
-        args.images,
-        args.responses,
-        args.out,
+    options = AggregateOptions.create(
         preset=args.preset,
         heatmap_size=args.heatmap_size,
         device=args.device,
@@ -73,6 +100,12 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         weights=args.weights,
         memory_budget=args.memory_budget,
+    )
+    manifest = aggregate_to_disk(
+        args.images,
+        args.responses,
+        args.out,
+        options,
         overwrite=args.overwrite,
         resume=args.resume,
         progress=not args.quiet,
@@ -218,15 +251,9 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
         "it is taken as error severity, as in the seed (5 = most errors), and flipped",
     )
     p.add_argument(
-        "jobs", nargs="+", metavar="TASK=RESULTS.json", help=f"tasks: {', '.join(_tasks())}"
+        "jobs", nargs="+", metavar="TASK=RESULTS.json", help=f"tasks: {', '.join(TASKS)}"
     )
     p.set_defaults(func=cmd_import)
-
-
-def _tasks() -> tuple[str, ...]:
-    from rfengine.ingest import TASKS
-
-    return TASKS
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -236,9 +263,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     jobs = []
     for spec in args.jobs:
         task, sep, path = spec.partition("=")
-        if not sep or task not in _tasks() or not path:
+        if not sep or task not in TASKS or not path:
             raise ValueError(
-                f"expected TASK=RESULTS.json with TASK one of {', '.join(_tasks())}, got {spec!r}"
+                f"expected TASK=RESULTS.json with TASK one of {', '.join(TASKS)}, got {spec!r}"
             )
         jobs.append((task, Path(path)))
     images = read_images(args.images, require_files=False)  # names are matched, not opened
@@ -289,41 +316,47 @@ def _add_campaign(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_campaign_launch(args: argparse.Namespace) -> int:
-    from rfengine import rapidata as rd
+    from rfengine import campaign as rd
 
     with redirect_stdout(sys.stderr):  # the SDK prints progress; stdout carries the JSON
         plans = rd.launch(args.images, args.out, rd.load_config(args.config), dry_run=args.dry_run)
-    rd.print_json(plans)
+    _print_json(plans)
     if not args.dry_run:
         print(f"rfengine: stage one launched; campaign file {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_campaign_status(args: argparse.Namespace) -> int:
-    from rfengine import rapidata as rd
+    from rfengine import campaign as rd
 
     with redirect_stdout(sys.stderr):
         rows = rd.status(rd.Campaign.load(args.campaign))
-    rd.print_json(rows)
+    _print_json(rows)
     return 0
 
 
 def cmd_campaign_next(args: argparse.Namespace) -> int:
-    from rfengine import rapidata as rd
+    from rfengine import campaign as rd
 
     with redirect_stdout(sys.stderr):
         plans = rd.next_stage(rd.Campaign.load(args.campaign), threshold=args.threshold)
-    rd.print_json(plans)
+    _print_json(plans)
     return 0
 
 
 def cmd_campaign_fetch(args: argparse.Namespace) -> int:
-    from rfengine import rapidata as rd
+    from rfengine import campaign as rd
 
     with redirect_stdout(sys.stderr):
         summary = rd.fetch(rd.Campaign.load(args.campaign), args.out)
     print(f"rfengine: {summary['rows']} responses -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _print_json(rows: list[dict[str, Any]]) -> None:
+    """One JSON object per line on stdout."""
+    for row in rows:
+        sys.stdout.write(json.dumps(row) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rfengine.aggregate import aggregate
+from rfengine.pipeline import aggregate
 from rfengine.render import write_report
 from rfengine.simulate import read_truth, simulate
+from rfengine.write import save_output
 
 MARKER = ".rfengine-demo"
 
@@ -46,7 +47,7 @@ def run_demo(
             weights=weights,
             progress=False,
         )
-        res.save(out / name)
+        save_output(res, out / name)
         say(f"aggregated ({weights} weights) -> {out / name}")
     report, figures = write_report(
         out / "aggregate",

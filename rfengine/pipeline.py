@@ -23,18 +23,22 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
+from typing_extensions import Unpack
 
-from rfengine.aggregate import DEFAULT_BUDGET, AggregationResult, DType, compute, make_config
+from rfengine.aggregate import compute
+from rfengine.errors import Rejection
 from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
-from rfengine.kernels import Preset
+from rfengine.options import AggregateOptions, OptionArgs
+from rfengine.result import AggregationResult
 from rfengine.write import (
     check_target,
     finalize_dataset,
@@ -53,7 +57,7 @@ ROW_BYTES = 1000
 HEAT_COPIES = 3
 #: rough bytes per JSONL or CSV row, to estimate a file's rows from its size
 TEXT_ROW_BYTES = 110
-FORMAT = "rfengine-work/1"
+FORMAT = "rfengine-work/2"
 
 
 def _estimate_rows(path: Path) -> int:
@@ -67,21 +71,115 @@ def _estimate_rows(path: Path) -> int:
     return path.stat().st_size // TEXT_ROW_BYTES + 1
 
 
-def plan_partitions(images: Images, rows: int, config: dict[str, Any]) -> int:
+def plan_partitions(images: Images, rows: int, options: AggregateOptions) -> int:
     """Images per partition, so that a partition's rows and heatmaps fit the budget."""
-    budget = config["memory_budget"]
+    half = max(1, options.memory_budget // 2)
     n = len(images)
-    if config["heatmap_size"] == "native":
+    if options.heatmap_size is None:
         pixels = int((images.width * images.height).max()) if n else 1
     else:
-        h, w = (int(v) for v in config["heatmap_size"].split("x"))
-        pixels = h * w
-    item = 2 if config["dtype"] == "float16" else 4
-    heat_per_image = 2 * pixels * item  # both kinds, held until the partition is written
-    by_heat = max(1, (budget // 2) // (HEAT_COPIES * heat_per_image))
-    parts_by_rows = max(1, math.ceil(rows * ROW_BYTES / (budget // 2)))
+        pixels = options.heatmap_size[0] * options.heatmap_size[1]
+    heat_per_image = 2 * pixels * options.itemsize  # both kinds, held until written
+    by_heat = max(1, half // (HEAT_COPIES * heat_per_image))
+    parts_by_rows = max(1, math.ceil(rows * ROW_BYTES / half))
     by_rows = max(1, math.ceil(n / parts_by_rows))
     return max(1, min(by_heat, by_rows, n))
+
+
+# ------------------------------------------------------------------------------ stages
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The read stage's inputs, checked: the images table and the responses files."""
+
+    images: Images
+    responses: list[Path]
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every input file, the images table first (when it came from a file)."""
+        return ([self.images.source] if self.images.source else []) + self.responses
+
+
+def open_inputs(
+    images: str | Path | Images, responses: str | Path | Sequence[str | Path]
+) -> Inputs:
+    """Read the images table and check every responses file is readable, before long work."""
+    paths = (
+        [Path(responses)] if isinstance(responses, (str, Path)) else [Path(p) for p in responses]
+    )
+    imgs = images if isinstance(images, Images) else read_images(images)
+    for p in paths:
+        check_readable(p)
+    return Inputs(imgs, paths)
+
+
+def aggregate_partition(
+    reader: ResponseReader,
+    rows: pa.Table,
+    images: Images,
+    lo: int,
+    hi: int,
+    options: AggregateOptions,
+    progress: bool = False,
+) -> tuple[AggregationResult, list[Rejection]]:
+    """The aggregate stage on images ``lo:hi``: ``rows`` (validated, schema ``KEPT``) hold
+    all their responses. Returns the partition's result, whose ``stats`` count the rows
+    it used and the repeats it rejected, and those rejections."""
+    done = reader.finish(rows)
+    resp = replace(done.responses, image=done.responses.image - lo)
+    stats = ReadStats.of(reader.paths, done.used, reader.rejected_per_file(done.rejected))
+    result = compute(images.subset(lo, hi), resp, options, stats, row_offset=lo, progress=progress)
+    return result, done.rejected
+
+
+def aggregate(
+    images: str | Path | Images,
+    responses: str | Path | Sequence[str | Path],
+    options: AggregateOptions | None = None,
+    *,
+    progress: bool = False,
+    **args: Unpack[OptionArgs],
+) -> AggregationResult:
+    """Aggregate responses into scores, word scores and heatmaps, in memory.
+
+    The same stages as ``aggregate_to_disk`` (read -> validate -> aggregate) on a single
+    partition, held in memory; write the result with ``rfengine.save_output``. For inputs
+    larger than memory, ``aggregate_to_disk`` (the CLI's path) streams them partition by
+    partition, with identical results.
+
+    Args:
+        images: images table path (JSONL, CSV, Parquet) or a loaded ``Images``.
+        responses: one or more responses files in the interchange format.
+        options: an ``AggregateOptions``; or give its fields as keywords (``preset``,
+            ``heatmap_size="512x512"``, ``device``, ``dtype``, ``on_error``, ``weights``,
+            ``memory_budget="1GB"``), which override ``options``.
+        progress: progress bars on stderr.
+
+    Returns:
+        An ``AggregationResult``.
+
+    Example:
+        >>> import rfengine
+        >>> result = rfengine.aggregate("images.jsonl", "responses.jsonl")  # doctest: +SKIP
+        >>> rfengine.save_output(result, "out/")  # doctest: +SKIP
+    """
+    opts = AggregateOptions.create(options, **args)
+    t0 = time.perf_counter()
+    inp = open_inputs(images, responses)
+    reader = ResponseReader(inp.responses, inp.images, opts.on_error)
+    rejected: list[Rejection] = []
+    rows = pa.concat_tables(list(reader.chunks(rejected.extend)))
+    read_s = time.perf_counter() - t0
+    part, dupes = aggregate_partition(reader, rows, inp.images, 0, len(inp.images), opts, progress)
+    return replace(
+        part,
+        stats=reader.stats.merge(part.stats),
+        rejected=sorted(rejected + dupes, key=lambda r: r.order),
+        timings={"read": read_s, **part.timings},
+        inputs=inp.paths,
+    )
 
 
 class _Work:
@@ -107,40 +205,31 @@ def aggregate_to_disk(
     images: str | Path,
     responses: str | Path | Sequence[str | Path],
     out: str | Path,
+    options: AggregateOptions | None = None,
     *,
-    preset: Preset = "default",
-    heatmap_size: str | tuple[int, int] | None = "native",
-    device: str = "auto",
-    dtype: DType = "float16",
-    on_error: Literal["fail", "skip"] = "fail",
-    weights: Literal["trust", "uniform"] = "trust",
-    memory_budget: str | int = DEFAULT_BUDGET,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
+    **args: Unpack[OptionArgs],
 ) -> dict[str, Any]:
     """Aggregate any amount of responses into ``out`` with bounded memory; returns the manifest.
 
-    Same options and outputs as ``aggregate(...).save(out)``; results are identical. With
+    The stages of ``aggregate`` (read -> validate -> partition -> aggregate -> write ->
+    publish) over as many partitions as ``memory_budget`` needs; results are identical to
+    ``save_output(aggregate(...), out)``. Options as for ``aggregate``. With
     ``resume=True``, finished stages of an interrupted run with the same inputs (by sha256)
     and options are reused.
     """
+    opts = AggregateOptions.create(options, **args)
     out = Path(out)
-    config = make_config(preset, heatmap_size, device, dtype, on_error, weights, memory_budget)
     check_target(out, overwrite)
-    paths = (
-        [Path(responses)] if isinstance(responses, (str, Path)) else [Path(p) for p in responses]
-    )
-    images_path = Path(images)
     timings: dict[str, float] = {}
     say = _Say(progress)
 
     t0 = time.perf_counter()
-    imgs = read_images(images_path)
-    for p in paths:  # fail fast on a missing or broken file, before any long work
-        check_readable(p)
-    inputs = [describe_input(p) for p in [images_path, *paths]]
-    key = {"format": FORMAT, "inputs": inputs, "config": config}
+    inp = open_inputs(images, responses)
+    inputs = [describe_input(p) for p in inp.paths]
+    key = {"format": FORMAT, "inputs": inputs, "config": opts.to_json()}
     work = _Work(out)
     state = work.load() if resume else None
     if state is not None and state.get("key") == key:
@@ -155,13 +244,14 @@ def aggregate_to_disk(
         work.save(state)
     timings["hash"] = time.perf_counter() - t0
 
-    reader = ResponseReader(paths, imgs, on_error)
+    imgs = inp.images
+    reader = ResponseReader(inp.responses, imgs, opts.on_error)
     n_img = len(imgs)
     if not state["partitioned"]:
         t0 = time.perf_counter()
-        rows_est = sum(_estimate_rows(p) for p in paths)
-        per_part = plan_partitions(imgs, rows_est, config)
-        state.update(_partition(reader, work, per_part, n_img, say))
+        rows_est = sum(_estimate_rows(p) for p in inp.responses)
+        per_part = plan_partitions(imgs, rows_est, opts)
+        state["read_stats"] = _partition(reader, work, per_part, n_img, say).files
         state["partitioned"] = True
         state["per_part"] = per_part
         state["read_s"] = time.perf_counter() - t0
@@ -174,15 +264,17 @@ def aggregate_to_disk(
     t0 = time.perf_counter()
     bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not progress)
     shards_written = 0
+    stats = ReadStats(state["read_stats"])
     for p in range(n_parts):
         lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
         done = state["parts"].get(str(p))
         if done is None:
-            done = _aggregate_part(reader, work, imgs, p, lo, hi, config)
+            done = _aggregate_part(reader, work, imgs, p, lo, hi, opts)
             state["parts"][str(p)] = done
             work.save(state)
         t_reduce += done["timings"]["reduce"]
         t_splat += done["timings"]["splat"]
+        stats = stats.merge(ReadStats(done["stats"]))
         shards_written += len(done["targets"]) + 1  # target shards and the dataset part
         bar.set_postfix_str(f"{shards_written} shards written", refresh=False)
         bar.update(hi - lo)
@@ -191,11 +283,6 @@ def aggregate_to_disk(
     timings["aggregate_write"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    stats = ReadStats([dict(f) for f in state["read_stats"]])
-    for p in range(n_parts):
-        for fi, (used, rej) in enumerate(state["parts"][str(p)]["counts"]):
-            stats.files[fi]["used"] += used
-            stats.files[fi]["rejected"] += rej
     ready = work.dir / "ready"
     shutil.rmtree(ready, ignore_errors=True)
     ready.mkdir()
@@ -214,7 +301,7 @@ def aggregate_to_disk(
                     with f.open("rb") as src:
                         shutil.copyfileobj(src, fh)
     timings["finalize"] = time.perf_counter() - t0
-    manifest = build_manifest(inputs, config, stats, timings, n_img, n_rows, len(shards))
+    manifest = build_manifest(inputs, opts, stats, timings, n_img, n_rows, len(shards))
     manifest["partitions"] = {"count": n_parts, "images_per_partition": per_part}
     (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     publish(ready, out, overwrite)
@@ -222,19 +309,22 @@ def aggregate_to_disk(
     return manifest
 
 
-def _partition(reader: ResponseReader, work: _Work, per_part: int, n_img: int, say: _Say) -> dict:
-    """Stream, validate and split the responses into partition files."""
+def _partition(
+    reader: ResponseReader, work: _Work, per_part: int, n_img: int, say: _Say
+) -> ReadStats:
+    """The read, validate and partition stages: stream the responses into partition files.
+
+    Returns the rows read and rejected per file."""
     n_parts = max(1, math.ceil(n_img / per_part))
     folder = work.dir / "parts"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     rej_path = work.dir / "rejected-read.jsonl"
     rej_path.write_text("")
-    reader.sink = lambda rs: write_rejections(rs, rej_path, mode="a")
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     bar = tqdm(desc="reading responses", unit=" rows", unit_scale=True, disable=not say.on)
     try:
-        for chunk in reader.chunks():
+        for chunk in reader.chunks(lambda rs: write_rejections(rs, rej_path, mode="a")):
             part = chunk["image"].to_numpy() // per_part
             order = np.argsort(part, kind="stable")
             chunk, part = chunk.take(pa.array(order)), part[order]
@@ -249,33 +339,29 @@ def _partition(reader: ResponseReader, work: _Work, per_part: int, n_img: int, s
         for w in writers.values():
             w.close()
         bar.close()
-    return {"read_stats": reader.stats.files}
+    return reader.stats
 
 
 def _aggregate_part(
-    reader: ResponseReader, work: _Work, imgs: Images, p: int, lo: int, hi: int, config: dict
-) -> dict:
-    """Aggregate images ``lo:hi`` from partition ``p`` and write its outputs."""
+    reader: ResponseReader,
+    work: _Work,
+    imgs: Images,
+    p: int,
+    lo: int,
+    hi: int,
+    options: AggregateOptions,
+) -> dict[str, Any]:
+    """The aggregate and write stages for partition ``p`` (images ``lo:hi``); returns its
+    record in the progress file."""
     path = work.dir / "parts" / f"part-{p:05d}.arrow"
     rows = pa.ipc.open_file(str(path)).read_all() if path.exists() else KEPT.empty_table()
-    rej: list = []
-    reader.sink = rej.extend
-    # this partition's own counts (the state adds them up, so that a resumed run can too)
-    reader.stats = ReadStats(
-        [{**f, "read": 0, "used": 0, "rejected": 0} for f in reader.stats.files]
-    )
-    resp = reader.finish(rows)
+    result, rejected = aggregate_partition(reader, rows, imgs, lo, hi, options)
     del rows
-    resp.image = resp.image - lo
-    sub = imgs.subset(lo, hi)
-    scores, words, heatmaps, timings = compute(sub, resp, config)
-    result = AggregationResult(sub, scores, words, heatmaps, config, reader.stats, row_offset=lo)
     (work.dir / "dataset-parts").mkdir(exist_ok=True)
     write_dataset_part(result, work.dir / "dataset-parts" / f"part-{p:05d}.arrow")
     targets = write_targets(result, work.dir / "shards", tag=f"-p{p:05d}")
-    write_rejections(rej, work.dir / f"rejected-part-{p:05d}.jsonl")
-    counts = [(f["used"], f["rejected"]) for f in reader.stats.files]
-    return {"targets": targets, "counts": counts, "timings": timings}
+    write_rejections(rejected, work.dir / f"rejected-part-{p:05d}.jsonl")
+    return {"targets": targets, "stats": result.stats.files, "timings": result.timings}
 
 
 class _Say:
@@ -289,4 +375,11 @@ class _Say:
             print(f"rfengine: {msg}", file=sys.stderr)
 
 
-__all__ = ["aggregate_to_disk", "plan_partitions"]
+__all__ = [
+    "Inputs",
+    "aggregate",
+    "aggregate_partition",
+    "aggregate_to_disk",
+    "open_inputs",
+    "plan_partitions",
+]

@@ -6,7 +6,7 @@ from fixtures import DEVICES, by_image, make_campaign, make_rows, write_jsonl
 from reference import ref_default_heatmap, ref_rapidata_heatmap, ref_scores, ref_word_scores
 
 from rfengine import aggregate
-from rfengine.ingest import CRITERIA
+from rfengine.schema import CRITERIA
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from fixtures import make_rows, write_csv, write_jsonl, write_parquet
 from safetensors.torch import load_file
 
 import rfengine.pipeline as pipeline
-from rfengine import InputError, aggregate, aggregate_to_disk
+from rfengine import InputError, aggregate, aggregate_to_disk, save_output
 
 
 def assert_same_output(a, b):
@@ -61,7 +61,7 @@ def inputs(tmp_path_factory):
 @pytest.mark.parametrize("size", ["native", "24x32"])
 def test_partitioned_equals_in_memory(inputs, tmp_path, size):
     root, ip, sorted_path, files = inputs
-    ref = aggregate(ip, sorted_path, heatmap_size=size).save(tmp_path / "ref")
+    ref = save_output(aggregate(ip, sorted_path, heatmap_size=size), tmp_path / "ref")
     # a tiny budget: several partitions, each chunk split across them
     m = aggregate_to_disk(ip, files, tmp_path / "out", heatmap_size=size, memory_budget="200KB")
     assert m["partitions"]["count"] > 3
@@ -103,11 +103,11 @@ def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
     real = pipeline._aggregate_part
     calls = []
 
-    def flaky(reader, work, imgs, p, lo, hi, config):
+    def flaky(reader, work, imgs, p, lo, hi, options):
         calls.append(p)
         if p == 2:
             raise KeyboardInterrupt  # interrupted in the middle of the third partition
-        return real(reader, work, imgs, p, lo, hi, config)
+        return real(reader, work, imgs, p, lo, hi, options)
 
     monkeypatch.setattr(pipeline, "_aggregate_part", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -123,7 +123,7 @@ def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
     aggregate_to_disk(ip, files, out, memory_budget="200KB", resume=True)
     assert calls[0] == 2  # partitions 0 and 1 were reused
     assert not (tmp_path / ".out.rfengine-work").exists()
-    assert_same_output(aggregate(ip, sorted_path).save(tmp_path / "ref"), out)
+    assert_same_output(save_output(aggregate(ip, sorted_path), tmp_path / "ref"), out)
 
 
 def test_resume_with_changed_inputs_starts_over(inputs, tmp_path, monkeypatch, capsys):
@@ -157,4 +157,4 @@ def test_resume_after_an_interrupted_finalisation(inputs, tmp_path, monkeypatch)
     monkeypatch.undo()
     m = aggregate_to_disk(ip, files, out, memory_budget="200KB", resume=True)
     assert m["counts"]["rows_used"] == len(sorted_path.read_text().splitlines())
-    assert_same_output(aggregate(ip, sorted_path).save(tmp_path / "ref"), out)
+    assert_same_output(save_output(aggregate(ip, sorted_path), tmp_path / "ref"), out)

@@ -35,8 +35,10 @@ from rapidata.rapidata_client.job.rapidata_job_definition import (  # noqa: E402
 )
 from rapidata.rapidata_client.job.rapidata_job_manager import RapidataJobManager  # noqa: E402
 
-from rfengine import rapidata as rd  # noqa: E402
+from rfengine import campaign as rd  # noqa: E402
+from rfengine.campaign import service  # noqa: E402
 from rfengine.cli import main  # noqa: E402
+from rfengine.errors import InputError  # noqa: E402
 from rfengine.simulate import simulate  # noqa: E402
 
 
@@ -112,7 +114,7 @@ class FakeService:
 @pytest.fixture
 def fake(monkeypatch):
     f = FakeService(monkeypatch)
-    monkeypatch.setattr(rd, "make_client", lambda: f.client)
+    monkeypatch.setattr(service, "make_client", lambda: f.client)
     return f
 
 
@@ -129,7 +131,9 @@ def rows_of(sim):
 
 
 def test_dry_run_prints_the_six_seed_jobs(sim, capsys, monkeypatch):
-    monkeypatch.setattr(rd, "make_client", lambda: pytest.fail("a dry run must not make a client"))
+    monkeypatch.setattr(
+        service, "make_client", lambda: pytest.fail("a dry run must not make a client")
+    )
     assert (
         main(
             [
@@ -272,7 +276,7 @@ def test_missing_extra_says_how_to_install(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_rapidata)
-    with pytest.raises(rd.InputError, match=r"pip install 'rfengine\[rapidata\]'"):
+    with pytest.raises(InputError, match=r"pip install 'rfengine\[rapidata\]'"):
         rd.require_rapidata()
 
 
@@ -283,5 +287,5 @@ def test_config_overrides_and_rejects_unknown_keys(tmp_path):
     assert cfg["threshold"] == 2.5 and cfg["jobs"]["style"]["responses_per_datapoint"] == 30
     assert cfg["jobs"]["coherence"]["responses_per_datapoint"] == 20
     p.write_text(json.dumps({"jobs": {"style": {"colour": "red"}}}))
-    with pytest.raises(rd.InputError, match="unknown fields"):
+    with pytest.raises(InputError, match="unknown fields"):
         rd.load_config(p)

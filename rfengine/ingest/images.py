@@ -15,8 +15,6 @@ from PIL import Image, UnidentifiedImageError
 from rfengine.errors import InputError
 from rfengine.ingest.formats import check_readable, parquet_where, read_parquet
 
-NO_MISTAKE = "[No_Mistake]"
-
 
 @dataclass
 class Images:

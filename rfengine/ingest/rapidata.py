@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rfengine.errors import InputError
-from rfengine.ingest.images import NO_MISTAKE, Images
-from rfengine.ingest.responses import TASKS
+from rfengine.ingest.images import Images
+from rfengine.schema import CRITERIA, NO_MISTAKE, TASKS
 
 CoherenceScale = Literal["severity", "coherence"]
 _LABEL = re.compile(r"^\s*([1-5])\s*(?::|$)")
@@ -160,7 +160,7 @@ def convert_results(
                 "task": task,
                 "weight": 1.0 if weight is None else weight,
             }
-            if task in ("style", "coherence", "alignment"):
+            if task in CRITERIA:
                 out["rating"] = _rating(detail, task, coherence_scale, at)
             elif task in ("coherence_points", "alignment_points"):
                 out["points"] = _points(detail, at)

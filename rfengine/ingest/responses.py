@@ -27,14 +27,10 @@ import pyarrow.parquet as pq
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest.formats import check_readable, parquet_where
 from rfengine.ingest.images import Images, image_index
+from rfengine.schema import MAX_POINTS, TASKS, Task
 
 OnError = Literal["fail", "skip"]
 
-TASKS = ("style", "coherence", "alignment", "coherence_points", "alignment_points", "words")
-CRITERIA = TASKS[:3]
-POINT_TASKS = TASKS[3:5]
-WORDS = 5
-MAX_POINTS = 3
 
 SCHEMA = pa.schema(
     [
@@ -63,7 +59,7 @@ class Responses:
     """
 
     image: np.ndarray  # int64 row in the images table
-    task: np.ndarray  # int8 index into TASKS
+    task: np.ndarray  # int8 Task code
     weight: np.ndarray  # float64 trust weight >= 0
     rating: np.ndarray  # float64 rating 1..5, NaN for non-rating tasks
     point_offsets: np.ndarray
@@ -80,6 +76,28 @@ class ReadStats:
     """Row counts per input file: read = used + rejected."""
 
     files: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, paths: Sequence[str | Path], used: Sequence[int] = (), rejected: Sequence[int] = ()
+    ) -> ReadStats:
+        """Counts for ``paths``: ``used[i]`` and ``rejected[i]`` rows of file ``i`` (else 0)."""
+        u, r = list(used) or [0] * len(paths), list(rejected) or [0] * len(paths)
+        return cls(
+            [
+                {"path": str(p), "read": 0, "used": int(nu), "rejected": int(nr)}
+                for p, nu, nr in zip(paths, u, r, strict=True)
+            ]
+        )
+
+    def merge(self, other: ReadStats) -> ReadStats:
+        """Counts of both, file by file (the same files in the same order)."""
+        return ReadStats(
+            [
+                {**a, **{k: a[k] + b[k] for k in ("read", "used", "rejected")}}
+                for a, b in zip(self.files, other.files, strict=True)
+            ]
+        )
 
     @property
     def read(self) -> int:
@@ -384,9 +402,9 @@ def _validate(
         lambda i: f"unknown image_id {t['image_id'][i].as_py()!r} (not in the images table)",
     )
 
-    is_rating = (task >= 0) & (task < 3)
-    is_points = (task == 3) | (task == 4)
-    is_words = task == WORDS
+    is_rating = np.isin(task, [t for t in Task if t.is_rating])
+    is_points = np.isin(task, [t for t in Task if t.is_points])
+    is_words = task == Task.WORDS
     rating = _np(t["rating"], np.nan)
     has_rating = ~np.isnan(rating)
     task_name = lambda i: TASKS[task[i]]  # noqa: E731
@@ -475,14 +493,24 @@ KEPT = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class Finished:
+    """What ``ResponseReader.finish`` returns for one partition's rows."""
+
+    responses: Responses
+    rejected: list[Rejection]  # repeated (image, annotator, task) triples, in input order
+    used: np.ndarray  # (files,) rows used per input file
+
+
 class ResponseReader:
     """Streams, validates and finishes responses; every row read is used or rejected.
 
-    ``chunks()`` yields validated rows (schema ``KEPT``) file by file, chunk by chunk;
-    ``finish(rows)`` rejects repeated (image, annotator, task) triples among rows that hold
-    all of an image's responses, and returns ``Responses``. Rejections go to ``sink`` (a
-    list by default) and are counted in ``stats``; with ``on_error="fail"`` the first one
-    raises an InputError instead.
+    ``chunks(sink)`` yields validated rows (schema ``KEPT``) file by file, chunk by chunk,
+    passing each chunk's rejections to ``sink`` and counting rows read and rejected in
+    ``stats`` (the reader's own record); ``finish(rows)`` rejects repeated (image,
+    annotator, task) triples among rows that hold all of an image's responses, and returns
+    them with the ``Responses`` (a pure step: the reader is left as it was). With
+    ``on_error="fail"`` the first rejection raises an InputError instead.
     """
 
     def __init__(
@@ -490,7 +518,6 @@ class ResponseReader:
         paths: Sequence[str | Path],
         images: Images,
         on_error: OnError = "fail",
-        sink: Callable[[list[Rejection]], None] | None = None,
         chunk_rows: int = CHUNK_ROWS,
         chunk_bytes: int = CHUNK_BYTES,
     ):
@@ -500,26 +527,18 @@ class ResponseReader:
             raise InputError("no responses files given")
         self.paths = [Path(p) for p in paths]
         self.images, self.on_error = images, on_error
-        self.rejected: list[Rejection] = []
-        self.sink = sink or self.rejected.extend
         self.chunk_rows, self.chunk_bytes = chunk_rows, chunk_bytes
-        self.stats = ReadStats(
-            [{"path": str(p), "read": 0, "used": 0, "rejected": 0} for p in self.paths]
-        )
+        self.stats = ReadStats.of(self.paths)
         self.where: list[Callable[[int], str]] = [_line_where] * len(self.paths)
 
-    def _reject(self, rejections: list[Rejection]) -> None:
-        if not rejections:
-            return
-        if self.on_error == "fail":
+    def _raise_first(self, rejections: list[Rejection]) -> None:
+        if rejections and self.on_error == "fail":
             first = min(rejections, key=lambda r: r.order)
             raise InputError.from_rejection(first, more=len(rejections) - 1)
-        for r in rejections:
-            self.stats.files[r.order[0]]["rejected"] += 1
-        self.sink(rejections)
 
-    def chunks(self) -> Iterator[pa.Table]:
-        """Validated rows, in input order (file by file, chunk by chunk)."""
+    def chunks(self, sink: Callable[[list[Rejection]], None]) -> Iterator[pa.Table]:
+        """Validated rows, in input order (file by file, chunk by chunk); rejections to
+        ``sink``."""
         for fi, path in enumerate(self.paths):
             for parsed in parse_file(path, self.chunk_rows, self.chunk_bytes):
                 self.where[fi] = parsed.where
@@ -527,7 +546,10 @@ class ResponseReader:
                 # rows rejected while parsing did not know their file's index
                 early = [replace(r, order=(fi, r.order[1])) for r in parsed.rejected]
                 self.stats.files[fi]["read"] += parsed.n_read
-                self._reject(early + bad)
+                self._raise_first(early + bad)
+                if early or bad:
+                    self.stats.files[fi]["rejected"] += len(early) + len(bad)
+                    sink(early + bad)
                 t = parsed.table.filter(pa.array(keep))
                 yield pa.Table.from_arrays(
                     [
@@ -544,7 +566,7 @@ class ResponseReader:
                     schema=KEPT,
                 )
 
-    def finish(self, rows: pa.Table) -> Responses:
+    def finish(self, rows: pa.Table) -> Finished:
         """Reject repeated (image, annotator, task) triples (the first in input order stays)
         and turn the rest into flat arrays, sorted by image, task and annotator. ``rows``
         must hold all rows of its images."""
@@ -587,18 +609,18 @@ class ResponseReader:
                     (fi, int(loc[row])),
                 )
             )
-        self._reject(sorted(rejections, key=lambda r: r.order))
+        rejections.sort(key=lambda r: r.order)
+        self._raise_first(rejections)
         first_of_run = np.ones(len(order), dtype=bool)
         first_of_run[1:] = ~same
         kept_rows = order[first_of_run]  # canonical order, repeats dropped
-        for fi, n in enumerate(np.bincount(file_idx[kept_rows], minlength=len(self.paths))):
-            self.stats.files[fi]["used"] += int(n)
+        used = np.bincount(file_idx[kept_rows], minlength=len(self.paths))
         kept = rows.take(pa.array(kept_rows))
         pts, sel = kept["points"].combine_chunks(), kept["selected"].combine_chunks()
         n_pts = _np(pc.list_value_length(pts), 0)
         n_sel = _np(pc.list_value_length(sel), 0)
         coords = _np(pts.flatten().flatten(), np.nan) if len(pts) else np.zeros(0)
-        return Responses(
+        responses = Responses(
             image=img[kept_rows],
             task=task[kept_rows].astype(np.int8),
             weight=_np(kept["weight"].combine_chunks(), 1.0).astype(np.float64),
@@ -608,6 +630,12 @@ class ResponseReader:
             selected_offsets=np.concatenate([[0], np.cumsum(n_sel)]).astype(np.int64),
             selected=_np(sel.flatten(), 0).astype(np.int64) if len(sel) else np.zeros(0, np.int64),
         )
+        return Finished(responses, rejections, used)
+
+    def rejected_per_file(self, rejections: list[Rejection]) -> np.ndarray:
+        """``(files,)`` number of ``rejections`` per input file."""
+        files = np.array([r.order[0] for r in rejections], dtype=np.int64)
+        return np.bincount(files, minlength=len(self.paths))
 
 
 def read_responses(
@@ -622,7 +650,9 @@ def read_responses(
     For inputs larger than memory, ``rfengine.pipeline`` streams the same steps.
     """
     reader = ResponseReader(paths, images, on_error)
-    rows = pa.concat_tables(list(reader.chunks()))
-    responses = reader.finish(rows)
-    reader.rejected.sort(key=lambda r: r.order)
-    return responses, reader.rejected, reader.stats
+    rejected: list[Rejection] = []
+    rows = pa.concat_tables(list(reader.chunks(rejected.extend)))
+    done = reader.finish(rows)
+    rejected = sorted(rejected + done.rejected, key=lambda r: r.order)
+    dupes = ReadStats.of(reader.paths, done.used, reader.rejected_per_file(done.rejected))
+    return done.responses, rejected, reader.stats.merge(dupes)

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rfengine.errors import InputError
-from rfengine.evaluate import as_heatmap, as_word_scores, load_dataset
+from rfengine.output import as_heatmap, as_word_scores, load_dataset
 from rfengine.render.overlay import colormap, overlay, panel, prompt_image, word_colours
 from rfengine.render.report import write_report
+from rfengine.schema import HEATMAP_KINDS
 
 __all__ = [
     "colormap",
@@ -48,7 +49,7 @@ def render_output(
     files = []
     for k in rows:
         row = ds[k]
-        heat = {kind: as_heatmap(row[f"{kind}_heatmap"]) for kind in ("coherence", "alignment")}
+        heat = {kind: as_heatmap(row[f"{kind}_heatmap"]) for kind in HEATMAP_KINDS}
         words = str(row["prompt"]).split()
         scores = as_word_scores(row["word_scores"])
         img = panel(row["image"], words, scores, heat, title=str(row["image_id"]))

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from rfengine.evaluate import as_heatmap, as_word_scores, load_dataset, recovery
+from rfengine.metrics import recovery
+from rfengine.output import as_heatmap, as_word_scores, load_dataset
 from rfengine.render.overlay import overlay, word_colours
+from rfengine.schema import CRITERIA, HEATMAP_KINDS
 
-CRITERIA = ("style", "coherence", "alignment")
 THUMB = 200
 
 _CSS = """
@@ -87,7 +88,7 @@ def _fmt(v: Any) -> str:
 def _card(row: dict[str, Any]) -> str:
     imgs = []
     image = row.get("image")
-    for kind in ("coherence", "alignment"):
+    for kind in HEATMAP_KINDS:
         heat = as_heatmap(row[f"{kind}_heatmap"])
         if image is not None and heat is not None:
             imgs.append((kind, _thumb(overlay(image, heat))))

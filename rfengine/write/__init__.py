@@ -18,7 +18,7 @@ from rfengine.write.manifest import build_manifest, sha256
 from rfengine.write.targets import finalize_targets, load_targets, write_targets
 
 if TYPE_CHECKING:
-    from rfengine.aggregate import AggregationResult
+    from rfengine.result import AggregationResult
 
 __all__ = [
     "build_table",
@@ -27,7 +27,7 @@ __all__ = [
     "finalize_targets",
     "load_targets",
     "publish",
-    "save_result",
+    "save_output",
     "sha256",
     "write_dataset_part",
     "write_rejections",
@@ -67,8 +67,10 @@ def write_rejections(rejections, path: Path, mode: str = "w") -> None:
             fh.write(json.dumps(rej.to_json(), ensure_ascii=False, default=str) + "\n")
 
 
-def save_result(result: AggregationResult, out: Path, *, overwrite: bool = False) -> Path:
-    """Write an in-memory result: one partition through the same writers as the pipeline."""
+def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write an in-memory result to ``out`` atomically: ``dataset/``, ``targets/``,
+    ``manifest.json`` (and ``rejected.jsonl``), through the pipeline's writers as one
+    partition. Read it back with ``rfengine.load_output``."""
     out = Path(out)
     check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +89,7 @@ def save_result(result: AggregationResult, out: Path, *, overwrite: bool = False
         result.timings["write"] = time.perf_counter() - t0
         manifest = build_manifest(
             result.inputs,
-            result.config,
+            result.options,
             result.stats,
             result.timings,
             len(result.images),

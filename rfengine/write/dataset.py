@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,12 +10,13 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset, Features, Image, List, Value, concatenate_datasets, load_from_disk
 from datasets.arrow_writer import ArrowWriter
+from datasets.utils.py_utils import asdict  # the serialisation save_to_disk uses
 
-from rfengine.ingest import CRITERIA
+from rfengine.schema import CRITERIA, HEATMAP_KINDS
 from rfengine.write.files import link_or_copy
 
 if TYPE_CHECKING:
-    from rfengine.aggregate import AggregationResult
+    from rfengine.result import AggregationResult
 
 
 def features(with_image: bool, heatmap_dtype: str) -> Features:
@@ -30,8 +30,8 @@ def features(with_image: bool, heatmap_dtype: str) -> Features:
         cols[f"{c}_score"] = Value("float32")
     for c in CRITERIA:
         cols[f"{c}_score_norm"] = Value("float32")
-    cols["alignment_heatmap"] = List(List(Value(heatmap_dtype)))
-    cols["coherence_heatmap"] = List(List(Value(heatmap_dtype)))
+    for kind in sorted(HEATMAP_KINDS):  # the published order: alignment, coherence
+        cols[f"{kind}_heatmap"] = List(List(Value(heatmap_dtype)))
     cols["image_id"] = Value("string")
     cols["no_mistake_score"] = Value("float32")
     cols["word_weight_total"] = Value("float32")
@@ -46,11 +46,14 @@ def _nullable(values: np.ndarray, null: np.ndarray, typ: pa.DataType) -> pa.Arra
     return pa.array(np.where(null, 0, values), type=typ, mask=null)
 
 
-def heatmap_column(maps: list[np.ndarray | None], dtype: str) -> pa.Array:
-    """Per-image ``(H, W)`` arrays (or None) as a list<list<float>> Arrow column."""
-    typ = pa.float16() if dtype == "float16" else pa.float32()
+def heatmap_column(maps: list[np.ndarray | None], typ: pa.DataType) -> pa.Array:
+    """Per-image ``(H, W)`` arrays (or None) as a list<list<typ>> Arrow column."""
     present = [m for m in maps if m is not None]
-    values = np.concatenate([m.ravel() for m in present]) if present else np.zeros(0, dtype=dtype)
+    values = (
+        np.concatenate([m.ravel() for m in present])
+        if present
+        else np.zeros(0, dtype=typ.to_pandas_dtype())
+    )
     widths = np.concatenate([np.full(m.shape[0], m.shape[1]) for m in present]) if present else []
     inner_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
     inner = pa.ListArray.from_arrays(pa.array(inner_off), pa.array(values, type=typ))
@@ -69,7 +72,7 @@ def word_scores_json(result: AggregationResult, rows: range) -> list[str | None]
         if w.count[k] == 0:
             out.append(None)
             continue
-        pairs = [[t, v] for t, v in zip(tokens, w.tokens(k).tolist(), strict=True)]
+        pairs = [[t, v] for t, v in zip(tokens, w.word_values(k).tolist(), strict=True)]
         out.append(json.dumps(pairs, ensure_ascii=False))
     return out
 
@@ -82,8 +85,8 @@ def build_table(
     hi = len(imgs) if hi is None else hi
     rows = slice(lo, hi)
     with_image = any(p is not None for p in imgs.paths)
-    dtype = result.config["dtype"]
-    feats = features(with_image, dtype)
+    opts = result.options
+    feats = features(with_image, opts.dtype_name)
     cols: dict[str, pa.Array] = {}
     if with_image:
         cols["image"] = pa.array(
@@ -101,8 +104,8 @@ def build_table(
     for c in CRITERIA:
         s = result.scores[c]
         cols[f"{c}_score_norm"] = _nullable(s.norm[rows], np.isnan(s.score[rows]), pa.float32())
-    cols["alignment_heatmap"] = heatmap_column(result.heatmaps["alignment"][rows], dtype)
-    cols["coherence_heatmap"] = heatmap_column(result.heatmaps["coherence"][rows], dtype)
+    for kind in sorted(HEATMAP_KINDS):  # the published order: alignment, coherence
+        cols[f"{kind}_heatmap"] = heatmap_column(result.heatmaps[kind][rows], opts.arrow_type)
     cols["image_id"] = pa.array(imgs.ids[rows], pa.string())
     words = result.words
     no_words = words.count[rows] == 0
@@ -124,13 +127,9 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
     slice's Arrow copy, not the partition's.
     """
     n = len(result.images)
-    item = 2 if result.config["dtype"] == "float16" else 4
+    item = result.options.itemsize
     sizes = [
-        sum(
-            m.size
-            for m in (result.heatmaps[k][i] for k in ("coherence", "alignment"))
-            if m is not None
-        )
+        sum(m.size for m in (result.heatmaps[k][i] for k in HEATMAP_KINDS) if m is not None)
         for i in range(n)
     ]
     bounds, acc = [0], 0
@@ -141,7 +140,7 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
             acc = 0
     if bounds[-1] != n:
         bounds.append(n)
-    feats = features(any(p is not None for p in result.images.paths), result.config["dtype"])
+    feats = features(any(p is not None for p in result.images.paths), result.options.dtype_name)
     with ArrowWriter(features=feats, path=str(path)) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             writer.write_table(build_table(result, lo, hi)[0])
@@ -154,8 +153,10 @@ def finalize_dataset(parts: list[Path], dest: Path) -> int:
 
     The files are linked as ``data-{k:05d}-of-{n:05d}.arrow``, the layout ``save_to_disk``
     writes; ``state.json`` and ``dataset_info.json`` are taken from a ``Dataset`` over those
-    files, so nothing is copied (a copy would double the write time, and its memory-mapped
-    source pages would count in RSS). ``load_from_disk`` then checks the folder.
+    files, so nothing is copied: ``save_to_disk`` would rewrite every byte (a second full
+    write of the largest output, and its memory-mapped source pages would count in RSS).
+    ``tests/write/test_outputs.py`` compares the folder with ``save_to_disk``'s field by
+    field; ``load_from_disk`` checks it here.
     """
     dest.mkdir(parents=True, exist_ok=True)
     n = len(parts)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rfengine.ingest import ReadStats
+    from rfengine.options import AggregateOptions
 
 _PACKAGES = ("rfengine", "torch", "numpy", "pyarrow", "datasets", "safetensors", "pillow")
 
@@ -38,7 +39,7 @@ def versions() -> dict[str, str]:
 
 def build_manifest(
     inputs: list[Path] | list[dict[str, Any]],
-    config: dict[str, Any],
+    options: AggregateOptions,
     stats: ReadStats,
     timings: dict[str, float],
     n_images: int,
@@ -54,7 +55,7 @@ def build_manifest(
         "format": "rfengine-output/1",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": records,
-        "config": config,
+        "config": options.to_json(),
         "versions": versions(),
         "counts": {
             "images": n_images,

@@ -24,24 +24,26 @@ tensor                      shape, dtype    meaning
 ==========================  ==============  =============================================
 
 Metadata (strings): ``format`` = ``rfengine-targets/1``, ``image_ids`` (JSON list),
-``criteria`` (JSON list), ``height``, ``width``, ``preset``.
+``criteria`` (JSON list), ``height``, ``width``, ``preset``. ``load_targets`` reads a shard or
+the whole folder back.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from rfengine.ingest import CRITERIA
+from rfengine.schema import CRITERIA, HEATMAP_KINDS, size_key, split_size_key
 from rfengine.write.files import link_or_copy
 
 if TYPE_CHECKING:
-    from rfengine.aggregate import AggregationResult
+    from rfengine.result import AggregationResult
 
 FORMAT = "rfengine-targets/1"
 SHARD_BYTES = 256 << 20  # heatmap bytes per shard (each is stacked in memory to be saved)
@@ -49,23 +51,21 @@ SHARD_BYTES = 256 << 20  # heatmap bytes per shard (each is stacked in memory to
 
 def _shape_groups(result: AggregationResult) -> dict[tuple[int, int], np.ndarray]:
     """Rows by heatmap size (fixed size: one group; native: one per image size)."""
-    size = result.config["heatmap_size"]
-    n = len(result.images)
-    if size != "native":
-        h, w = (int(v) for v in size.split("x"))
-        return {(h, w): np.arange(n)}
-    keys = result.images.height * (1 << 32) + result.images.width
-    return {(int(k >> 32), int(k & 0xFFFFFFFF)): np.flatnonzero(keys == k) for k in np.unique(keys)}
+    size = result.options.heatmap_size
+    if size is not None:
+        return {size: np.arange(len(result.images))}
+    keys = size_key(result.images.height, result.images.width)
+    return {split_size_key(k): np.flatnonzero(keys == k) for k in np.unique(keys)}
 
 
 def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, int]) -> dict:
     """The tensors of one shard (see the module docstring)."""
     h, w = hw
-    dt = torch.float16 if result.config["dtype"] == "float16" else torch.float32
+    dt = result.options.dtype
     t: dict[str, torch.Tensor] = {
         "row": torch.from_numpy(rows.astype(np.int64) + result.row_offset)
     }
-    for kind in ("coherence", "alignment"):
+    for kind in HEATMAP_KINDS:
         maps = [result.heatmaps[kind][k] for k in rows]
         stack = torch.zeros((len(rows), h, w), dtype=dt)
         for q, m in enumerate(maps):
@@ -80,7 +80,7 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
     t["scores_norm"] = torch.from_numpy(np.where(mask, norm, 0).astype(np.float32))
     t["scores_mask"] = torch.from_numpy(mask)
     words = result.words
-    vals = [words.tokens(k) for k in rows]
+    vals = [words.word_values(k) for k in rows]
     t["word_values"] = torch.from_numpy(
         np.concatenate(vals).astype(np.float32) if vals else np.zeros(0, np.float32)
     )
@@ -100,7 +100,7 @@ def write_targets(result: AggregationResult, folder: Path, tag: str = "") -> lis
     them into one series per size.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    itemsize = 2 if result.config["dtype"] == "float16" else 4
+    itemsize = result.options.itemsize
     index = []
     for (h, w), rows in sorted(_shape_groups(result).items()):
         per_shard = max(1, SHARD_BYTES // (2 * h * w * itemsize))
@@ -113,7 +113,7 @@ def write_targets(result: AggregationResult, folder: Path, tag: str = "") -> lis
                 "criteria": json.dumps(list(CRITERIA)),
                 "height": str(h),
                 "width": str(w),
-                "preset": result.config["preset"],
+                "preset": result.options.preset,
             }
             save_file(shard_tensors(result, part, (h, w)), str(folder / name), metadata=meta)
             index.append({"file": name, "height": h, "width": w, "images": len(part)})
@@ -137,15 +137,45 @@ def finalize_targets(entries: list[dict], src: Path, dest: Path) -> list[dict]:
     return final
 
 
-def load_targets(path: str | Path, *, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
-    """Load one shard: ``(tensors, metadata)`` with ``image_ids``/``criteria`` decoded."""
-    from safetensors import safe_open
+class Shard(NamedTuple):
+    """One loaded target shard: its tensors and its metadata (``image_ids`` and
+    ``criteria`` decoded from JSON, ``height``/``width`` as strings, ``file``)."""
 
-    tensors = load_file(str(path), device=device)
-    with safe_open(str(path), framework="pt") as fh:
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def _load_shard(path: Path, device: str) -> Shard:
+    with safe_open(str(path), framework="pt", device=device) as fh:
         meta = dict(fh.metadata() or {})
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an rfengine targets shard (format {meta.get('format')!r})")
+        if meta.get("format") != FORMAT:
+            raise ValueError(
+                f"{path}: not an rfengine targets shard (format {meta.get('format')!r})"
+            )
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open API)
     meta["image_ids"] = json.loads(meta["image_ids"])
     meta["criteria"] = json.loads(meta["criteria"])
-    return tensors, meta
+    meta["file"] = path.name
+    return Shard(tensors, meta)
+
+
+def load_targets(path: str | Path, *, device: str = "cpu") -> list[Shard]:
+    """Load target shards: one ``.safetensors`` file, or a ``targets/`` folder (every shard,
+    in ``index.json`` order). Returns ``[(tensors, meta), ...]``.
+
+    >>> shards = load_targets("out/targets")  # doctest: +SKIP
+    >>> tensors, meta = shards[0]  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return [_load_shard(path, device)]
+    index = path / "index.json"
+    try:
+        record = json.loads(index.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{index}: not an rfengine targets index ({exc})") from None
+    if record.get("format") != FORMAT:
+        raise ValueError(
+            f"{index}: not an rfengine targets index (format {record.get('format')!r})"
+        )
+    return [_load_shard(path / e["file"], device) for e in record["shards"]]

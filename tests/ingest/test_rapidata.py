@@ -6,8 +6,8 @@ from PIL import Image
 
 from rfengine import InputError, read_images
 from rfengine.cli import main
-from rfengine.ingest import TASKS
 from rfengine.ingest.rapidata import import_rapidata
+from rfengine.schema import TASKS
 
 
 @pytest.fixture

@@ -234,3 +234,105 @@ def test_empty_batch_gives_zeros():
     zl = torch.zeros(0, dtype=torch.long)
     out = splat_heatmaps(z, z, zl, zl, zl, z, torch.tensor([5, 5]), torch.tensor([4, 4]), (4, 5))
     assert out.shape == (2, 4, 5) and float(out.abs().max()) == 0.0
+
+
+# ------------------------------------------------------------------------ preconditions
+
+
+def splat_args(**change):
+    """One 40x30 image, two annotators (points 0-1 and 2), as splat_heatmaps' arguments."""
+    f = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    i = lambda *v: torch.tensor(v)  # noqa: E731
+    args = {
+        "px": f(0.2, 0.4, 0.7),
+        "py": f(0.5, 0.5, 0.1),
+        "point_image": i(0, 0, 0),
+        "point_annotator": i(0, 0, 1),
+        "annotator_image": i(0, 0),
+        "annotator_scale": f(0.5, 0.5),
+        "width": i(40),
+        "height": i(30),
+        "out_size": (30, 40),
+    }
+    return {**args, **change}
+
+
+def test_valid_arguments_pass_the_checks():
+    assert splat_heatmaps(**splat_args()).shape == (1, 30, 40)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        # ids [0, 1, 0]: annotator 0's points are not contiguous (silently wrong before)
+        ({"point_annotator": torch.tensor([0, 1, 0])}, r"`point_annotator` must be sorted"),
+        (
+            {
+                "point_image": torch.tensor([0, 1, 0]),
+                "width": torch.tensor([40, 40]),
+                "height": torch.tensor([30, 30]),
+            },
+            r"`point_image` must be sorted",
+        ),
+        ({"px": torch.tensor([0.2, 1.5, 0.7], dtype=torch.float64)}, r"`px` must lie in \[0, 1\]"),
+        ({"py": torch.tensor([0.2, -0.1, 0.7], dtype=torch.float64)}, r"`py` must lie in"),
+        ({"px": torch.tensor([0.2, float("nan"), 0.7], dtype=torch.float64)}, r"`px` must lie"),
+        ({"px": torch.tensor([0.2, 0.4], dtype=torch.float64)}, r"1-D of one length"),
+        ({"annotator_scale": torch.tensor([0.5], dtype=torch.float64)}, r"1-D of one length"),
+        ({"point_annotator": torch.tensor([0, 0, 2])}, r"`point_annotator` must lie in \[0, 1\]"),
+        ({"annotator_image": torch.tensor([0, 1])}, r"`annotator_image` must lie in"),
+        ({"width": torch.tensor([0])}, r"`width` must lie in"),
+        ({"out_size": (0, 40)}, r"`out_size` must be positive"),
+        ({"out": torch.empty(1, 30, 41, dtype=torch.float64)}, r"`out` must have shape"),
+        ({"preset": "nope"}, r"unknown preset 'nope'"),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
+)
+def test_bad_arguments_are_refused_with_a_message(change, match):
+    with pytest.raises(ValueError, match=match):
+        splat_heatmaps(**splat_args(**change))
+
+
+def test_a_fourth_point_is_refused():
+    f = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    args = splat_args(
+        px=f(0.1, 0.2, 0.3, 0.4),
+        py=f(0.1, 0.2, 0.3, 0.4),
+        point_image=torch.tensor([0, 0, 0, 0]),
+        point_annotator=torch.tensor([0, 0, 0, 0]),
+        annotator_image=torch.tensor([0]),
+        annotator_scale=f(1.0),
+    )
+    with pytest.raises(ValueError, match=r"at most 3 points per annotator, got 4 for annotator 0"):
+        splat_heatmaps(**args)
+
+
+def test_wrong_dtypes_are_refused():
+    with pytest.raises(TypeError, match=r"`point_image` must be an integer tensor"):
+        splat_heatmaps(**splat_args(point_image=torch.tensor([0.0, 0.0, 0.0])))
+    with pytest.raises(TypeError, match=r"`px` and `py` must share a floating dtype"):
+        splat_heatmaps(**splat_args(py=torch.tensor([0.5, 0.5, 0.1], dtype=torch.float32)))
+
+
+def test_annotators_must_belong_to_their_points_image():
+    args = splat_args(
+        point_image=torch.tensor([0, 0, 1]),
+        annotator_image=torch.tensor([0, 0]),
+        width=torch.tensor([40, 40]),
+        height=torch.tensor([30, 30]),
+    )
+    with pytest.raises(ValueError, match=r"annotator_image\[point_annotator\]` must equal"):
+        splat_heatmaps(**args)
+
+
+def test_check_false_skips_the_checks_the_engine_guarantees():
+    # ids [0, 1, 0] are only caught by the check: unchecked, the map is not the one of the
+    # same annotators given in order (annotator 0: two close points, annotator 1: one)
+    f = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    ids = torch.tensor([0, 1, 0])
+    unsorted = splat_args(px=f(0.2, 0.7, 0.22), py=f(0.5, 0.1, 0.5), point_annotator=ids)
+    in_order = splat_args(px=f(0.2, 0.22, 0.7), py=f(0.5, 0.5, 0.1))
+    right = splat_heatmaps(**in_order)
+    assert float(right.max()) == pytest.approx(0.5)  # each annotator's map peaks at 1 x 0.5
+    wrong = splat_heatmaps(**unsorted, check=False)
+    assert float(wrong.max()) > 0.9

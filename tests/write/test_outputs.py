@@ -7,8 +7,8 @@ import torch
 from fixtures import make_campaign, write_jsonl
 from PIL import Image
 
-from rfengine import aggregate, load_targets
-from rfengine.ingest import CRITERIA
+from rfengine import aggregate, load_targets, save_output
+from rfengine.schema import CRITERIA
 from rfengine.write import sha256
 
 PUBLISHED = [
@@ -39,7 +39,7 @@ def saved(tmp_path_factory):
         rows.append({**im, "path": f"{im['image_id']}.png"})
     write_jsonl(c.images_path, rows)
     res = aggregate(c.images_path, c.responses_path, heatmap_size="native")
-    out = res.save(root / "result")
+    out = save_output(res, root / "result")
     return c, res, out
 
 
@@ -77,7 +77,7 @@ def test_dataset_schema_and_values(saved):
         if res.words.count[k]:
             pairs = json.loads(row["word_scores"])
             assert [w for w, _ in pairs] == c.images[k]["prompt"].split()
-            np.testing.assert_allclose([v for _, v in pairs], res.words.tokens(k), rtol=1e-12)
+            np.testing.assert_allclose([v for _, v in pairs], res.words.word_values(k), rtol=1e-12)
         else:
             assert row["word_scores"] is None and row["no_mistake_score"] is None
 
@@ -89,7 +89,7 @@ def test_targets_layout(saved):
     assert {(s["height"], s["width"]) for s in index["shards"]} == sizes
     seen = []
     for shard in index["shards"]:
-        t, meta = load_targets(out / "targets" / shard["file"])
+        [(t, meta)] = load_targets(out / "targets" / shard["file"])
         rows = t["row"].tolist()
         seen += rows
         assert meta["image_ids"] == [c.images[r]["image_id"] for r in rows]
@@ -103,7 +103,7 @@ def test_targets_layout(saved):
                 assert float(t["alignment_heatmap"][q].abs().max()) == 0
             lo, hi = t["word_offsets"][q], t["word_offsets"][q + 1]
             np.testing.assert_allclose(
-                t["word_values"][lo:hi].numpy(), res.words.tokens(r), rtol=1e-6
+                t["word_values"][lo:hi].numpy(), res.words.word_values(r), rtol=1e-6
             )
         s = np.stack([res.scores[cr].score[rows] for cr in CRITERIA], 1)
         assert torch.equal(t["scores_mask"], torch.from_numpy(~np.isnan(s)))
@@ -112,7 +112,9 @@ def test_targets_layout(saved):
 
 def test_fixed_size_targets_are_one_series(tmp_path):
     c = make_campaign(tmp_path, n_images=8, seed=2)
-    out = aggregate(c.images_path, c.responses_path, heatmap_size="16x24").save(tmp_path / "o")
+    out = save_output(
+        aggregate(c.images_path, c.responses_path, heatmap_size="16x24"), tmp_path / "o"
+    )
     index = json.loads((out / "targets" / "index.json").read_text())
     assert [(s["file"], s["images"]) for s in index["shards"]] == [("16x24-00000.safetensors", 8)]
 
@@ -137,7 +139,7 @@ def test_failed_write_leaves_no_output(tmp_path, monkeypatch):
 
     monkeypatch.setattr(w, "write_targets", boom)
     with pytest.raises(RuntimeError):
-        res.save(tmp_path / "out")
+        save_output(res, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
@@ -145,11 +147,69 @@ def test_failed_write_leaves_no_output(tmp_path, monkeypatch):
 def test_existing_output_needs_overwrite(tmp_path):
     c = make_campaign(tmp_path, n_images=4, seed=1)
     res = aggregate(c.images_path, c.responses_path)
-    res.save(tmp_path / "out")
+    save_output(res, tmp_path / "out")
     with pytest.raises(FileExistsError, match="--overwrite"):
-        res.save(tmp_path / "out")
-    res.save(tmp_path / "out", overwrite=True)
+        save_output(res, tmp_path / "out")
+    save_output(res, tmp_path / "out", overwrite=True)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     with pytest.raises(FileExistsError, match="not an rfengine output"):
-        res.save(tmp_path / "mine", overwrite=True)
+        save_output(res, tmp_path / "mine", overwrite=True)
+
+
+def test_load_output_round_trips(saved):
+    import rfengine
+
+    c, res, out = saved
+    loaded = rfengine.load_output(out)
+    assert loaded.options == res.options
+    assert loaded.manifest == json.loads((out / "manifest.json").read_text())
+    assert loaded.dataset.num_rows == len(res.images)
+    assert list(loaded.dataset["image_id"]) == list(res.images.ids)
+    # every shard of targets/index.json, in its order, each row's values equal to the result
+    index = json.loads((out / "targets" / "index.json").read_text())
+    assert [meta["file"] for _, meta in loaded.targets] == [s["file"] for s in index["shards"]]
+    rows = torch.cat([t["row"] for t, _ in loaded.targets]).sort().values
+    assert rows.tolist() == list(range(len(res.images)))
+    for t, meta in loaded.targets:
+        for q, r in enumerate(t["row"].tolist()):
+            assert meta["image_ids"][q] == res.images.ids[r]
+            m = res.heatmaps["coherence"][r]
+            if m is None:
+                assert not t["coherence_mask"][q]
+            else:
+                np.testing.assert_array_equal(t["coherence_heatmap"][q].numpy(), m)
+    # a shard file alone gives the same as its entry in the folder's list
+    [(t0, meta0)] = load_targets(out / "targets" / index["shards"][0]["file"])
+    t1, meta1 = loaded.targets[0]
+    assert meta0 == meta1 and all(torch.equal(t0[k], t1[k]) for k in t1)
+
+
+def test_load_output_refuses_a_foreign_folder(tmp_path):
+    import rfengine
+
+    with pytest.raises(rfengine.InputError, match="not an rfengine aggregate output"):
+        rfengine.load_output(tmp_path)
+    (tmp_path / "index.json").write_text(json.dumps({"format": "something-else", "shards": []}))
+    with pytest.raises(ValueError, match="not an rfengine targets index"):
+        load_targets(tmp_path)
+
+
+def test_dataset_folder_matches_save_to_disk(saved, tmp_path):
+    """The hand-written folder (parts linked, no copy) is what save_to_disk would write."""
+    _, _, out = saved
+    ours = out / "dataset"
+    ds = datasets.load_from_disk(str(ours))
+    ref = tmp_path / "ref"
+    ds.save_to_disk(str(ref))
+    info, ref_info = (json.loads((d / "dataset_info.json").read_text()) for d in (ours, ref))
+    assert info == ref_info  # every field, features included
+    state, ref_state = (json.loads((d / "state.json").read_text()) for d in (ours, ref))
+    assert set(state) == set(ref_state)
+    for key in state:
+        if key not in ("_data_files", "_fingerprint"):  # our parts; a hash of the history
+            assert state[key] == ref_state[key], key
+    files = [f["filename"] for f in state["_data_files"]]
+    assert files == sorted(p.name for p in ours.glob("data-*.arrow"))
+    assert all(f.startswith("data-") and f.endswith(f"-of-{len(files):05d}.arrow") for f in files)
+    assert datasets.load_from_disk(str(ref)).data.table.equals(ds.data.table)

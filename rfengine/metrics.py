@@ -1,39 +1,15 @@
-"""How well an aggregation recovers a known truth (a simulated campaign's planted defects)."""
+"""Metrics: rank correlation, heatmap peaks, and how well an aggregation recovers a known
+truth (a simulated campaign's planted defects)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 
-from rfengine.errors import InputError
-
-
-def load_dataset(out: str | Path) -> datasets.Dataset:
-    """An rfengine output's dataset: heatmaps as numpy arrays, images as PIL images."""
-    if not (Path(out) / "manifest.json").is_file() or not (Path(out) / "dataset").is_dir():
-        raise InputError(f"{out}: not an rfengine aggregate output (no manifest.json and dataset/)")
-    ds = datasets.load_from_disk(str(Path(out) / "dataset"))
-    cols = ["coherence_heatmap", "alignment_heatmap"]
-    return ds.with_format("numpy", columns=cols, output_all_columns=True)
-
-
-def as_heatmap(value: Any) -> np.ndarray | None:
-    """A dataset heatmap cell as a 2-D array (None stays None): datasets' numpy format
-    gives rows of ragged lists as an object array of rows."""
-    if value is None:
-        return None
-    return np.stack(value) if value.dtype == object else value
-
-
-def as_word_scores(text: str | None) -> np.ndarray | None:
-    """A ``word_scores`` cell (JSON ``[[word, score], ...]``) as the scores, or None."""
-    if text is None:
-        return None
-    return np.array([v for _, v in json.loads(str(text))], dtype=np.float64)
+from rfengine.output import as_heatmap, as_word_scores
+from rfengine.schema import CRITERIA, HEATMAP_KINDS
 
 
 def peak_position(heat: np.ndarray) -> tuple[float, float]:
@@ -44,7 +20,13 @@ def peak_position(heat: np.ndarray) -> tuple[float, float]:
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho with average ranks for ties, over pairs where both are finite."""
+    """Spearman's rho with average ranks for ties, over pairs where both are finite.
+
+    NaN with fewer than 3 such pairs or a constant side (as ``scipy.stats.spearmanr``).
+
+    >>> round(rank_correlation(np.array([1.0, 2, 3, 4]), np.array([10.0, 20, 30, 25])), 6)
+    0.8
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3:
@@ -81,7 +63,9 @@ def recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str
     """
     ids = list(ds["image_id"])
     out: dict[str, float] = {}
-    for kind, key in (("coherence", "incoherence"), ("alignment", "misalignment")):
+    planted_key = {"coherence": "incoherence", "alignment": "misalignment"}
+    for kind in HEATMAP_KINDS:
+        key = planted_key[kind]
         dists = []
         for k, cell in enumerate(_column(ds, f"{kind}_heatmap")):
             planted = (truth[ids[k]].get(key) or {}).get("points") or []
@@ -94,7 +78,7 @@ def recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str
             dists.append(min(d))
         out[f"{kind}_peak_distance"] = float(np.mean(dists)) if dists else float("nan")
         out[f"{kind}_peak_images"] = len(dists)
-    for c in ("style", "coherence", "alignment"):
+    for c in CRITERIA:
         scores = np.array([np.nan if v is None else v for v in ds[f"{c}_score"]], dtype=np.float64)
         out[f"{c}_spearman"] = rank_correlation(scores, np.array([truth[i][c] for i in ids]))
     hits, n = 0, 0
@@ -108,3 +92,6 @@ def recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str
     out["top_word_accuracy"] = hits / n if n else float("nan")
     out["top_word_images"] = n
     return out
+
+
+__all__ = ["peak_position", "rank_correlation", "recovery"]

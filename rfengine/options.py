@@ -1,0 +1,232 @@
+"""The options of one aggregation run: parsed and checked once, typed, frozen.
+
+``AggregateOptions.create`` takes what a user writes (``heatmap_size="512x512"``,
+``memory_budget="1GB"``, ``dtype="float16"``) and returns typed values (``(512, 512)``,
+bytes, ``torch.float16``); below the entry points (CLI, ``aggregate``,
+``aggregate_to_disk``) nothing sees a raw option string. ``to_json``/``from_json`` give the
+manifest's ``config`` record and read it back for ``--resume``.
+
+>>> opts = AggregateOptions.create(heatmap_size="64x48", dtype="float32", device="cpu")
+>>> opts.heatmap_size, opts.dtype, opts.itemsize
+((64, 48), torch.float32, 4)
+>>> AggregateOptions.from_json(opts.to_json()) == opts
+True
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, TypedDict, get_args
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from rfengine.kernels import Preset
+
+OnError = Literal["fail", "skip"]
+Weights = Literal["trust", "uniform"]
+DTypeName = Literal["float16", "float32"]
+
+#: heatmap dtypes by name, with their numpy and Arrow counterparts
+DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "float32": torch.float32}
+_NUMPY = {torch.float16: np.float16, torch.float32: np.float32}
+_ARROW = {torch.float16: pa.float16(), torch.float32: pa.float32()}
+
+DEFAULT_BUDGET = 512 * 2**20
+#: output grids up to this many pixels per heatmap
+MAX_GRID_PIXELS = 1 << 28
+
+
+def parse_heatmap_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"native"`` or None -> None; ``"HxW"`` (e.g. ``"512x512"``) or ``(H, W)`` -> ``(H, W)``.
+
+    >>> parse_heatmap_size("512x256"), parse_heatmap_size("native")
+    ((512, 256), None)
+    """
+    if text is None or text == "native":
+        return None
+    if isinstance(text, tuple):
+        h, w = text
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+        if not m:
+            raise ValueError(f"heatmap size must be 'native' or HxW such as 512x512, got {text!r}")
+        h, w = int(m[1]), int(m[2])
+    if h <= 0 or w <= 0 or h * w > MAX_GRID_PIXELS:
+        raise ValueError(f"heatmap size must be positive and at most 2^28 pixels, got {h}x{w}")
+    return int(h), int(w)
+
+
+def format_heatmap_size(size: tuple[int, int] | None) -> str:
+    """The inverse of ``parse_heatmap_size``: ``"native"`` or ``"HxW"``."""
+    return "native" if size is None else f"{size[0]}x{size[1]}"
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"512MB"``, ``"2GiB"``, ``"1e9"`` or an int -> bytes (powers of 1024 for units).
+
+    >>> parse_bytes("512MB"), parse_bytes(4096)
+    (536870912, 4096)
+    """
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([\d.eE+]+)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*", text)
+    if not m:
+        raise ValueError(f"expected a size such as 512MB or 2GiB, got {text!r}")
+    scale = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    try:
+        value = float(m[1]) * scale[(m[2] or "").lower()[:1]]
+    except ValueError:
+        raise ValueError(f"expected a size such as 512MB or 2GiB, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite size such as 512MB, got {text!r}")
+    return int(value)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    return dev
+
+
+def _choice(name: str, value: Any, allowed: Any) -> None:
+    options = get_args(allowed)
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+class OptionArgs(TypedDict, total=False):
+    """The user-facing spelling of ``AggregateOptions`` (keyword arguments of the API)."""
+
+    preset: Preset
+    heatmap_size: str | tuple[int, int] | None
+    device: str | torch.device
+    dtype: DTypeName | torch.dtype
+    on_error: OnError
+    weights: Weights
+    memory_budget: str | int
+
+
+@dataclass(frozen=True)
+class AggregateOptions:
+    """What one aggregation computes and how; see the README's CLI table for each option.
+
+    Attributes:
+        preset: the heatmap definition (``"default"`` or ``"rapidata-2025"``).
+        heatmap_size: ``(H, W)`` of every heatmap, or None for each image's native size.
+        device: where the kernels run.
+        dtype: heatmap dtype in the outputs (``torch.float16`` or ``torch.float32``).
+        on_error: ``"fail"`` on the first bad row, or ``"skip"`` bad rows into rejections.
+        weights: ``"trust"`` (each response's weight) or ``"uniform"`` (all 1).
+        memory_budget: bytes for a partition's work; sets partition and batch sizes.
+    """
+
+    preset: Preset = "default"
+    heatmap_size: tuple[int, int] | None = None
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float16
+    on_error: OnError = "fail"
+    weights: Weights = "trust"
+    memory_budget: int = DEFAULT_BUDGET
+
+    @classmethod
+    def create(cls, base: AggregateOptions | None = None, **args: Any) -> AggregateOptions:
+        """Options from user values (``OptionArgs``), over ``base`` or the defaults.
+
+        A device of ``"auto"`` (the default here) takes CUDA when torch sees a GPU.
+        """
+        unknown = set(args) - set(OptionArgs.__annotations__)
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        if base is None:
+            args.setdefault("device", "auto")
+            base = cls()
+        preset = args.get("preset", base.preset)
+        _choice("preset", preset, Preset)
+        on_error = args.get("on_error", base.on_error)
+        _choice("on_error", on_error, OnError)
+        weights = args.get("weights", base.weights)
+        _choice("weights", weights, Weights)
+        dtype = args.get("dtype", base.dtype)
+        if not isinstance(dtype, torch.dtype):
+            _choice("dtype", dtype, DTypeName)
+            dtype = DTYPES[dtype]
+        elif dtype not in _NUMPY:
+            raise ValueError(f"dtype must be torch.float16 or torch.float32, got {dtype}")
+        size = (
+            parse_heatmap_size(args["heatmap_size"])
+            if "heatmap_size" in args
+            else base.heatmap_size
+        )
+        if preset == "rapidata-2025" and size is not None:
+            raise ValueError(
+                "preset 'rapidata-2025' is defined at native resolution; use --heatmap-size native"
+            )
+        budget = parse_bytes(args.get("memory_budget", base.memory_budget))
+        if budget <= 0:
+            raise ValueError(f"memory budget must be positive, got {budget} bytes")
+        return replace(
+            base,
+            preset=preset,
+            heatmap_size=size,
+            device=resolve_device(args.get("device", base.device)),
+            dtype=dtype,
+            on_error=on_error,
+            weights=weights,
+            memory_budget=budget,
+        )
+
+    @property
+    def dtype_name(self) -> DTypeName:
+        """``"float16"`` or ``"float32"``."""
+        return "float16" if self.dtype == torch.float16 else "float32"
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per heatmap value."""
+        return self.dtype.itemsize
+
+    @property
+    def numpy_dtype(self) -> type[np.floating]:
+        return _NUMPY[self.dtype]
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _ARROW[self.dtype]
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's ``config`` record (plain JSON values)."""
+        return {
+            "preset": self.preset,
+            "heatmap_size": format_heatmap_size(self.heatmap_size),
+            "device": str(self.device),
+            "dtype": self.dtype_name,
+            "on_error": self.on_error,
+            "weights": self.weights,
+            "memory_budget": self.memory_budget,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> AggregateOptions:
+        """Options from a ``to_json`` record (a manifest's ``config``)."""
+        known = {f.name for f in fields(cls)}
+        return cls.create(cls(), **{k: v for k, v in record.items() if k in known})
+
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "AggregateOptions",
+    "OptionArgs",
+    "Preset",
+    "format_heatmap_size",
+    "parse_bytes",
+    "parse_heatmap_size",
+    "resolve_device",
+]

@@ -1,0 +1,89 @@
+"""Reading an rfengine output back: the dataset, the targets and the manifest.
+
+The counterpart of ``rfengine.write``: ``load_output(OUT)`` returns what
+``save_output``/``aggregate_to_disk`` wrote, and the cell readers turn the dataset's
+columns into arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from rfengine.errors import InputError
+from rfengine.options import AggregateOptions
+from rfengine.schema import HEATMAP_KINDS
+from rfengine.write.targets import Shard, load_targets
+
+
+@dataclass(frozen=True)
+class Output:
+    """An rfengine output folder, loaded.
+
+    Attributes:
+        dataset: the Hugging Face dataset (heatmap columns formatted as numpy arrays).
+        targets: every target shard, in ``targets/index.json`` order (``(tensors, meta)``).
+        manifest: ``manifest.json`` as a dict.
+        options: the run's options, from the manifest's ``config``.
+    """
+
+    dataset: datasets.Dataset
+    targets: list[Shard]
+    manifest: dict[str, Any]
+    options: AggregateOptions
+
+
+def _check_output(out: Path) -> None:
+    if not (out / "manifest.json").is_file() or not (out / "dataset").is_dir():
+        raise InputError(f"{out}: not an rfengine aggregate output (no manifest.json and dataset/)")
+
+
+def load_dataset(out: str | Path) -> datasets.Dataset:
+    """An rfengine output's dataset: heatmaps as numpy arrays, images as PIL images."""
+    out = Path(out)
+    _check_output(out)
+    ds = datasets.load_from_disk(str(out / "dataset"))
+    cols = [f"{kind}_heatmap" for kind in HEATMAP_KINDS]
+    return ds.with_format("numpy", columns=cols, output_all_columns=True)
+
+
+def load_output(out: str | Path, *, device: str = "cpu") -> Output:
+    """Load everything an aggregation wrote into ``out`` (targets onto ``device``).
+
+    >>> import rfengine
+    >>> output = rfengine.load_output("out/")  # doctest: +SKIP
+    >>> output.dataset.num_rows, len(output.targets), output.options.heatmap_size  # doctest: +SKIP
+    (48, 3, None)
+    """
+    out = Path(out)
+    _check_output(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    return Output(
+        dataset=load_dataset(out),
+        targets=load_targets(out / "targets", device=device),
+        manifest=manifest,
+        options=AggregateOptions.from_json(manifest["config"]),
+    )
+
+
+def as_heatmap(value: Any) -> np.ndarray | None:
+    """A dataset heatmap cell as a 2-D array (None stays None): datasets' numpy format
+    gives rows of ragged lists as an object array of rows."""
+    if value is None:
+        return None
+    return np.stack(value) if value.dtype == object else value
+
+
+def as_word_scores(text: str | None) -> np.ndarray | None:
+    """A ``word_scores`` cell (JSON ``[[word, score], ...]``) as the scores, or None."""
+    if text is None:
+        return None
+    return np.array([v for _, v in json.loads(str(text))], dtype=np.float64)
+
+
+__all__ = ["Output", "as_heatmap", "as_word_scores", "load_dataset", "load_output"]

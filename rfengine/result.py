@@ -1,0 +1,83 @@
+"""What an aggregation produces: per-image scores, word scores and heatmaps.
+
+Plain data: the aggregation stage builds these, the writers (``rfengine.write``) read them,
+and neither imports the other through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rfengine.errors import Rejection
+from rfengine.ingest import Images, ReadStats
+from rfengine.options import AggregateOptions
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-image statistics of one rating criterion; NaN marks null (no usable rating).
+
+    >>> s = Scores(np.array([3.0, np.nan]), np.zeros(2), np.array([2, 0]), np.array([1.5, 0]))
+    >>> s.norm.tolist()
+    [0.5, nan]
+    """
+
+    score: np.ndarray  # (N,) weighted mean, 1..5
+    std: np.ndarray  # (N,) weighted standard deviation
+    count: np.ndarray  # (N,) number of ratings (int64)
+    weight: np.ndarray  # (N,) sum of weights
+
+    @property
+    def norm(self) -> np.ndarray:
+        """``(score - 1) / 4`` in [0, 1]."""
+        return (self.score - 1.0) / 4.0
+
+
+@dataclass(frozen=True)
+class WordScores:
+    """Per-word weight sums; image k's slots are ``values[offsets[k]:offsets[k+1]]``.
+
+    The last slot of each image is "[No_Mistake]"; ``count`` is the number of word
+    responses (0 means the image's word scores are null).
+    """
+
+    values: np.ndarray  # (T,) float64
+    offsets: np.ndarray  # (N + 1,) int64
+    total: np.ndarray  # (N,) total weight of the image's word responses
+    count: np.ndarray  # (N,) number of word responses
+
+    def word_values(self, k: int) -> np.ndarray:
+        """Image k's per-word weight sums (without the No_Mistake slot)."""
+        return self.values[self.offsets[k] : self.offsets[k + 1] - 1]
+
+    @property
+    def no_mistake(self) -> np.ndarray:
+        """``(N,)`` weight of "[No_Mistake]" per image."""
+        return self.values[self.offsets[1:] - 1]
+
+
+@dataclass
+class AggregationResult:
+    """Everything one aggregation (or one partition of it) produced.
+
+    ``heatmaps[kind][k]`` is image k's ``(H, W)`` array (``options.dtype``) or None where the
+    image has no responses (or only zero weights) for that kind. Write it with
+    ``rfengine.save_output(result, out)``.
+    """
+
+    images: Images
+    scores: dict[str, Scores]
+    words: WordScores
+    heatmaps: dict[str, list[np.ndarray | None]]
+    options: AggregateOptions
+    stats: ReadStats
+    rejected: list[Rejection] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    inputs: list[Path] = field(default_factory=list)
+    row_offset: int = 0  # row of images[0] in the whole images table (a partition's start)
+
+
+__all__ = ["AggregationResult", "Scores", "WordScores"]

@@ -1,0 +1,98 @@
+"""The vocabulary of rich feedback, defined once: tasks, criteria, heatmap kinds, limits.
+
+Everything else imports these names; none of them is restated elsewhere.
+
+Pixel-centre convention: output pixel ``k`` of a side of ``n`` pixels covers the fractions
+``[k / n, (k + 1) / n)`` of the image side, and its centre is at ``(k + 0.5) / n``. Click
+coordinates are fractions of the image side in [0, 1], origin top-left.
+
+>>> Task.from_name("coherence_points")
+<Task.COHERENCE_POINTS: 3>
+>>> Task.COHERENCE_POINTS.is_points, Task.COHERENCE_POINTS.heatmap_kind
+(True, 'coherence')
+>>> [t.label for t in Task if t.is_rating]
+['style', 'coherence', 'alignment']
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class Task(IntEnum):
+    """The six annotation tasks; the value is the code stored in validated responses."""
+
+    STYLE = 0
+    COHERENCE = 1
+    ALIGNMENT = 2
+    COHERENCE_POINTS = 3
+    ALIGNMENT_POINTS = 4
+    WORDS = 5
+
+    @property
+    def label(self) -> str:
+        """The task's name in the interchange format (``"coherence_points"``)."""
+        return self.name.lower()
+
+    @property
+    def is_rating(self) -> bool:
+        """A Likert rating (1..5) of one criterion."""
+        return self <= Task.ALIGNMENT
+
+    @property
+    def is_points(self) -> bool:
+        """Up to ``MAX_POINTS`` clicks on the image."""
+        return self in (Task.COHERENCE_POINTS, Task.ALIGNMENT_POINTS)
+
+    @property
+    def heatmap_kind(self) -> str:
+        """The heatmap a points task feeds (``"coherence"`` or ``"alignment"``)."""
+        if not self.is_points:
+            raise ValueError(f"task {self.label!r} has no heatmap")
+        return self.label.removesuffix("_points")
+
+    @classmethod
+    def from_name(cls, name: str) -> Task:
+        """The task named ``name`` in the interchange format."""
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown task {name!r}; expected one of {TASKS}") from None
+
+
+#: task names in code order, as written in the interchange format
+TASKS: tuple[str, ...] = tuple(t.label for t in Task)
+#: the rated criteria, in the published dataset's order of codes (style, coherence, alignment)
+CRITERIA: tuple[str, ...] = tuple(t.label for t in Task if t.is_rating)
+#: the points tasks, and the heatmap kind each one feeds
+POINT_TASKS: tuple[Task, ...] = tuple(t for t in Task if t.is_points)
+HEATMAP_KINDS: tuple[str, ...] = tuple(t.heatmap_kind for t in POINT_TASKS)
+#: at most this many clicks per annotator, image and points task (the seed: "up to three")
+MAX_POINTS = 3
+#: the last word slot of every prompt: "the image has no mistake"
+NO_MISTAKE = "[No_Mistake]"
+
+
+def size_key(height: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """One int64 per ``(height, width)`` pair, to group images by size (inverse: ``split``)."""
+    return np.asarray(height, dtype=np.int64) * (1 << 32) + np.asarray(width, dtype=np.int64)
+
+
+def split_size_key(key: int) -> tuple[int, int]:
+    """``(height, width)`` of a ``size_key``."""
+    return int(key >> 32), int(key & 0xFFFFFFFF)
+
+
+__all__ = [
+    "CRITERIA",
+    "HEATMAP_KINDS",
+    "MAX_POINTS",
+    "NO_MISTAKE",
+    "POINT_TASKS",
+    "TASKS",
+    "Task",
+    "size_key",
+    "split_size_key",
+]
