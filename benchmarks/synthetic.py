@@ -50,10 +50,12 @@ def make_responses(images: list[dict], per_task: int, seed: int = 0) -> pa.Table
     n_tok = np.array([len(im["prompt"].split()) for im in images])[img]
     is_words = task == 5
     n_sel = np.where(is_words, rng.integers(0, 3, n), 0)
-    # up to two distinct indices in 0..n_tok (n_tok is [No_Mistake])
+    # one index in 0..n_tok (n_tok is [No_Mistake]) or two distinct words (never
+    # [No_Mistake] together with a word: the engine rejects that)
     tok = np.repeat(n_tok, n_sel)
-    first = (rng.random(len(tok)) * (tok + 1)).astype(np.int64)
-    second = (first + 1 + (rng.random(len(tok)) * tok).astype(np.int64)) % (tok + 1)
+    span = np.where(np.repeat(n_sel == 2, n_sel), tok, tok + 1)
+    first = (rng.random(len(tok)) * span).astype(np.int64)
+    second = (first + 1 + (rng.random(len(tok)) * (span - 1)).astype(np.int64)) % span
     slot = np.arange(len(tok)) - np.repeat(np.cumsum(n_sel) - n_sel, n_sel)
     sel = np.where(slot == 0, first, np.roll(second, 1))
     ids = np.array([im["image_id"] for im in images], dtype=object)

@@ -73,6 +73,11 @@ HEATMAP_KINDS: tuple[str, ...] = tuple(t.heatmap_kind for t in POINT_TASKS)
 MAX_POINTS = 3
 #: the last word slot of every prompt: "the image has no mistake"
 NO_MISTAKE = "[No_Mistake]"
+#: trust weights are finite and at most this (a larger one is a rejected row): sums of a
+#: campaign's weights then stay far from float overflow
+MAX_WEIGHT = 1e6
+#: widths and heights of images, in pixels, at most this
+MAX_SIDE = 16384
 
 
 def size_key(height: np.ndarray, width: np.ndarray) -> np.ndarray:
@@ -89,6 +94,8 @@ __all__ = [
     "CRITERIA",
     "HEATMAP_KINDS",
     "MAX_POINTS",
+    "MAX_SIDE",
+    "MAX_WEIGHT",
     "NO_MISTAKE",
     "POINT_TASKS",
     "TASKS",

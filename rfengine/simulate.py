@@ -204,7 +204,9 @@ def _words(truth: dict, n_tokens: int, kind: str, rng: np.random.Generator) -> l
     p = {"reliable": 0.9, "noisy": 0.55, "spammer": 0.0}[kind]
     if rng.random() < p:
         return right
-    return sorted({int(v) for v in rng.integers(0, n_tokens + 1, int(rng.integers(1, 3)))})
+    picked = sorted({int(v) for v in rng.integers(0, n_tokens + 1, int(rng.integers(1, 3)))})
+    # [No_Mistake] is never selected together with a word
+    return [k for k in picked if k != n_tokens] if len(picked) > 1 else picked
 
 
 def simulate(out: str | Path, n_images: int = 48, seed: int = 0, per_image: int = 12) -> Path:

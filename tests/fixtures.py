@@ -83,6 +83,8 @@ def make_rows(n_images: int = 40, seed: int = 0, sizes=SIZES) -> tuple[list[dict
                     pts[0] = [0.0, 1.0]  # corner clicks
                 responses.append({**base, "task": task, "points": pts})
             sel = sorted(set(int(v) for v in rng.integers(0, n_words + 1, int(rng.integers(0, 3)))))
+            if len(sel) > 1 and n_words in sel:  # [No_Mistake] never goes with a word
+                sel.remove(n_words)
             responses.append({**base, "task": "words", "selected": sel})
     perm = rng.permutation(len(responses))
     return images, [responses[i] for i in perm]

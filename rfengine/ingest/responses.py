@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +29,7 @@ import pyarrow.parquet as pq
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest.formats import check_readable, parquet_where
 from rfengine.ingest.images import Images, image_index
-from rfengine.schema import MAX_POINTS, TASKS, Task
+from rfengine.schema import MAX_POINTS, MAX_WEIGHT, TASKS, Task
 
 OnError = Literal["fail", "skip"]
 
@@ -44,6 +46,10 @@ SCHEMA = pa.schema(
     ]
 )
 REQUIRED = ("image_id", "annotator_id", "task")
+#: integers in ``selected`` must fit int64 (an index beyond is out of range anyway)
+_INT64 = 2**63
+#: a CSV cell may be this long (Python's csv module stops at 128 KiB by default)
+CSV_CELL_BYTES = 16 << 20
 CHUNK_ROWS = 250_000  # rows per chunk for CSV and Parquet
 CHUNK_BYTES = 32 << 20  # bytes per JSONL block (whole lines)
 
@@ -128,6 +134,12 @@ def _line_where(n: int) -> str:
     return f"line {n}"
 
 
+def _short(v: Any, limit: int = 200) -> str:
+    """``repr(v)``, cut to ``limit`` characters (a hostile cell can be megabytes)."""
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]:
     """One record to the schema's Python types, or (None, field, reason)."""
     if not isinstance(rec, dict):
@@ -136,18 +148,18 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
     for f in REQUIRED:
         v = rec.get(f)
         if v is not None and not isinstance(v, str):
-            return None, f, f"expected a string, got {v!r}"
-        out[f] = v if v != "" else None
+            return None, f, f"expected a string, got {_short(v)}"
+        out[f] = v  # empty strings are rejected as missing by the validation, like nulls
     for f in ("weight", "rating"):
         v = rec.get(f)
         if from_text and isinstance(v, str):
             try:
                 v = float(v) if v.strip() else None
             except ValueError:
-                return None, f, f"expected a number, got {v!r}"
+                return None, f, f"expected a number, got {_short(v)}"
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            return None, f, f"expected a number, got {v!r}"
-        out[f] = None if v is None else float(v)
+            return None, f, f"expected a number, got {_short(v)}"
+        out[f] = None if v is None else _float(v)
     for f in ("points", "selected"):
         v = rec.get(f)
         if from_text and isinstance(v, str):
@@ -156,13 +168,13 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
             else:
                 try:
                     v = json.loads(v)
-                except json.JSONDecodeError as exc:
-                    return None, f, f"malformed JSON cell: {exc.msg}"
+                except (ValueError, RecursionError) as exc:
+                    return None, f, f"malformed JSON cell: {_json_error(exc)}"
         if v is None:
             out[f] = None
             continue
         if not isinstance(v, list):
-            return None, f, f"expected a list, got {v!r}"
+            return None, f, f"expected a list, got {_short(v)}"
         if f == "points":
             ok = all(
                 isinstance(p, list)
@@ -170,11 +182,32 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
                 for p in v
             )
             if not ok:
-                return None, f, f"expected a list of [x, y] number pairs, got {v!r}"
+                return None, f, f"expected a list of [x, y] number pairs, got {_short(v)}"
+            v = [[_float(c) for c in p] for p in v]
         elif not all(isinstance(k, int) and not isinstance(k, bool) for k in v):
-            return None, f, f"expected a list of integer word indices, got {v!r}"
+            return None, f, f"expected a list of integer word indices, got {_short(v)}"
+        elif any(not -_INT64 <= k < _INT64 for k in v):
+            return None, f, f"word index out of range in {_short(v)}"
         out[f] = v
     return out, "", ""
+
+
+def _float(v: int | float) -> float:
+    """``float(v)``, an integer beyond float range as +-inf (as pyarrow's reader reads it,
+    so that a row's verdict does not depend on which reader parsed its block)."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def _json_error(exc: Exception) -> str:
+    """What is wrong with a JSON text, in a few words."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return str(exc)  # e.g. an integer of more than 4300 digits
 
 
 def _records_to_parsed(
@@ -184,7 +217,8 @@ def _records_to_parsed(
     rows, locs, rejected = [], [], []
     for line, rec, err in records:
         if err:
-            rejected.append(Rejection(str(path), _line_where(line), "", err, rec, (0, line)))
+            raw = _short(rec, 1000) if not isinstance(rec, str) else rec[:1000]
+            rejected.append(Rejection(str(path), _line_where(line), "", err, raw, (0, line)))
             continue
         out, fld, why = _coerce(rec, from_text)
         if out is None:
@@ -223,7 +257,9 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
         # pyarrow skips blank lines: then it returns fewer rows than lines, and the block
         # takes the line-by-line path; with as many rows as lines, row k is line first + k
         body = block[:-1] if block.endswith(b"\n") else block
-        if b"\n\n" not in body and not body.startswith(b"\n"):
+        # pyarrow does not check UTF-8: a block with invalid bytes goes line by line, where
+        # each such line is rejected (ids are compared as the exact text given)
+        if b"\n\n" not in body and not body.startswith(b"\n") and _is_utf8(block):
             try:
                 table = pj.read_json(io.BytesIO(block), parse_options=opts)
                 if table.num_rows == n_lines:
@@ -237,35 +273,88 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
             lines.pop()
         records = []
         for n, raw in enumerate(lines, first):
-            text = raw.decode("utf-8", errors="replace")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                why = f"invalid UTF-8 at byte {exc.start} of the line"
+                records.append((n, raw[:1000].decode("utf-8", errors="replace"), why))
+                continue
             if not text.strip():
                 continue
             try:
                 records.append((n, json.loads(text), ""))
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:
                 last = at_end and n == first + len(lines) - 1
                 why = (
                     "truncated JSON (file ends mid-record)"
-                    if last
-                    else f"malformed JSON: {exc.msg}"
+                    if last and isinstance(exc, json.JSONDecodeError)
+                    else f"malformed JSON: {_json_error(exc)}"
                 )
                 records.append((n, text[:1000], why))
         yield _records_to_parsed(path, records, False, len(records))
 
 
-def _parse_csv(path: Path, chunk_rows: int) -> Iterator[_Parsed]:
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.DictReader(fh)
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+#: a cell read with errors="surrogateescape" holds these where the file's bytes were not UTF-8
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def csv_header(path: Path, fh: Any) -> tuple[Any, list[str]]:
+    """A ``csv.DictReader`` over ``fh`` (opened with ``utf-8-sig``, so a BOM is accepted)
+    and its header, refusing a header that names a column twice or not at all."""
+    csv.field_size_limit(CSV_CELL_BYTES)
+    reader = csv.DictReader(fh)
+    try:
         header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise InputError(f"{path}: line 1: unreadable CSV header: {exc}") from None
+    if any(_NOT_UTF8.search(h) for h in header):
+        raise InputError(f"{path}: line 1: the header is not valid UTF-8")
+    stripped = [h.strip() for h in header]
+    dup = sorted({h for h in stripped if stripped.count(h) > 1})
+    if dup:
+        raise InputError(f"{path}: line 1: column(s) named more than once: {', '.join(dup)}")
+    if "" in stripped:
+        raise InputError(f"{path}: line 1: a column has no name")
+    return reader, header
+
+
+def _csv_rows(path: Path, reader: Any) -> Iterator[tuple[int, Any, str]]:
+    """(line, record, parse error) per CSV row; a row the csv module cannot read, or with
+    bytes that are not UTF-8, is an error of its own line."""
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, "", f"unreadable CSV row: {exc}"
+            continue
+        if None in rec:  # more cells than header columns
+            yield reader.line_num, rec.pop(None), "more cells than columns"
+        elif any(isinstance(v, str) and _NOT_UTF8.search(v) for v in rec.values()):
+            field = next(k for k, v in rec.items() if isinstance(v, str) and _NOT_UTF8.search(v))
+            yield reader.line_num, "", f"field '{field}': invalid UTF-8"
+        else:
+            yield reader.line_num, rec, ""
+
+
+def _parse_csv(path: Path, chunk_rows: int) -> Iterator[_Parsed]:
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        reader, header = csv_header(path, fh)
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise InputError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
         records: list[tuple[int, Any, str]] = []
-        for rec in reader:
-            if None in rec:  # more cells than header columns
-                records.append((reader.line_num, rec.pop(None), "more cells than columns"))
-            else:
-                records.append((reader.line_num, rec, ""))
+        for record in _csv_rows(path, reader):
+            records.append(record)
             if len(records) >= chunk_rows:
                 yield _records_to_parsed(path, records, True, len(records))
                 records = []
@@ -389,11 +478,13 @@ def _validate(
         "task",
         lambda i: f"unknown task {task_s[i].as_py()!r}; expected one of {', '.join(TASKS)}",
     )
+    for f in REQUIRED:  # an empty string is no value either
+        check(_np(pc.equal(t[f], ""), False), f, "missing (empty)")
     weight = _np(t["weight"], 1.0)
     check(
-        ~np.isfinite(weight) | (weight < 0),
+        ~np.isfinite(weight) | (weight < 0) | (weight > MAX_WEIGHT),
         "weight",
-        lambda i: f"weight must be a finite number >= 0, got {weight[i]}",
+        lambda i: f"weight must be a finite number in [0, {MAX_WEIGHT:g}], got {weight[i]}",
     )
     img = image_index(images, t["image_id"])
     check(
@@ -462,6 +553,12 @@ def _validate(
             f"word index out of range 0..{limit[i]} in {sel[i].as_py()} "
             f"(the prompt has {limit[i]} words; {limit[i]} is [No_Mistake])"
         ),
+    )
+    no_mistake = idx == limit[idx_row] if idx.size else np.zeros(0, bool)
+    check(
+        _row_any(no_mistake, idx_row, n) & (n_sel > 1),
+        "selected",
+        lambda i: f"[No_Mistake] ({limit[i]}) selected together with words in {sel[i].as_py()}",
     )
     if idx.size:
         order = np.lexsort((idx, idx_row))

@@ -1,0 +1,129 @@
+"""Hostile responses: each is one rejected row naming file, line and field, under both
+policies, whatever the rows around it; never a traceback."""
+
+import json
+
+import pytest
+from fixtures import write_jsonl
+
+from rfengine import InputError, read_images, read_responses
+
+GOOD = {"image_id": "a", "annotator_id": "u1", "task": "style", "weight": 0.5, "rating": 4}
+WORDS = {"image_id": "a", "annotator_id": "u1", "task": "words"}
+POINTS = {"image_id": "a", "annotator_id": "u1", "task": "coherence_points"}
+
+
+@pytest.fixture
+def images(tmp_path):
+    rows = [{"image_id": "a", "prompt": "a red cube", "width": 64, "height": 48}]
+    return read_images(write_jsonl(tmp_path / "images.jsonl", rows))
+
+
+def line(rec) -> bytes:
+    return (rec if isinstance(rec, bytes) else json.dumps(rec).encode()) + b"\n"
+
+
+# (the bad line, its field, words of the reason)
+HOSTILE = [
+    (line({**WORDS, "selected": [2**70]}), "selected", "word index out of range"),
+    (line({**WORDS, "selected": [2**64, 1]}), "selected", "word index out of range"),
+    (line({**WORDS, "selected": [0, 3]}), "selected", "[No_Mistake] (3) selected together"),
+    (line({**GOOD, "rating": 2**80}), "rating", "integer 1-5"),
+    (
+        b'{"image_id": "a", "annotator_id": "u1", "task": "style", "rating": 1' + b"0" * 400 + b"}",
+        "rating",
+        "integer 1-5",  # 1e400 reads as inf
+    ),
+    (line({**POINTS, "points": [[10**400 // 10**390, 0.5]]}), "points", "outside [0, 1]"),
+    (
+        b'{"image_id": "a", "annotator_id": "u1", "task": "coherence_points", "points": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}",
+        "",
+        "nested too deeply",
+    ),
+    (line({**GOOD, "weight": 1.7e308}), "weight", "in [0, 1e+06]"),
+    (line({**GOOD, "weight": 2e6}), "weight", "in [0, 1e+06]"),
+    (
+        b'{"image_id": "a", "annotator_id": "u1", "task": "style", "rating": 3, '
+        b'"weight": Infinity}',
+        "weight",
+        "in [0, 1e+06], got inf",
+    ),
+    (line({**GOOD, "annotator_id": ""}), "annotator_id", "missing"),
+    (line({**GOOD, "image_id": ""}), "image_id", "missing"),
+    (
+        b'{"image_id": "a", "annotator_id": "u\xff", "task": "style", "rating": 3}',
+        "",
+        "invalid UTF-8",
+    ),
+    (line({**GOOD, "rating": {"deep": [1, 2]}}), "rating", "expected a number"),
+    (line({**GOOD, "annotator_id": ["u1"]}), "annotator_id", "expected a string"),
+    (line([1, 2, 3]), "", "expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize("neighbour", [None, b"{not json\n"], ids=["alone", "beside-bad"])
+@pytest.mark.parametrize(("bad", "field", "why"), HOSTILE, ids=[h[2] for h in HOSTILE])
+def test_one_rejected_row_whatever_its_block(tmp_path, images, bad, field, why, neighbour):
+    good = line({**GOOD, "annotator_id": "u9"})
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(good + (neighbour or b"") + (bad if bad.endswith(b"\n") else bad + b"\n"))
+    bad_line = 3 if neighbour else 2
+    resp, rejected, stats = read_responses([path], images, on_error="skip")
+    mine = [r for r in rejected if r.where == f"line {bad_line}"]
+    assert len(mine) == 1, rejected
+    assert mine[0].field == field and why in mine[0].reason
+    assert mine[0].file == str(path)
+    assert len(resp) == 1  # the good row
+    assert stats.read == stats.used + stats.rejected == (3 if neighbour else 2)
+    with pytest.raises(InputError, match=f"line {2 if neighbour else bad_line}"):
+        read_responses([path], images)
+
+
+def test_ids_are_compared_as_given(tmp_path, images):
+    # two ids that differ only in bytes a lossy decoding would both turn into U+FFFD are
+    # both rejected (not one kept and one a false duplicate)
+    rows = [
+        b'{"image_id": "a", "annotator_id": "u\xff", "task": "style", "rating": 3}',
+        b'{"image_id": "a", "annotator_id": "u\xfe", "task": "style", "rating": 3}',
+        line({**GOOD, "annotator_id": "u\u00ff"}).rstrip(),
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    resp, rejected, _ = read_responses([path], images, on_error="skip")
+    assert [r.where for r in rejected] == ["line 1", "line 2"]
+    assert all("invalid UTF-8" in r.reason for r in rejected)
+    assert len(resp) == 1
+
+
+CSV_HEAD = "image_id,annotator_id,task,rating\n"
+
+
+def test_csv_bom_is_accepted(tmp_path, images):
+    path = tmp_path / "r.csv"
+    path.write_text("\ufeff" + CSV_HEAD + "a,u1,style,3\n", encoding="utf-8")
+    resp, rejected, _ = read_responses([path], images)
+    assert len(resp) == 1 and not rejected
+
+
+def test_csv_duplicate_header_is_refused(tmp_path, images):
+    path = tmp_path / "r.csv"
+    path.write_text("image_id,annotator_id,task,rating,rating\na,u1,style,3,5\n")
+    with pytest.raises(InputError, match=r"line 1: column\(s\) named more than once: rating"):
+        read_responses([path], images)
+
+
+def test_csv_huge_cell_and_bad_bytes_are_rows_of_their_own(tmp_path, images):
+    path = tmp_path / "r.csv"
+    big = "u" * 200_000  # over the csv module's default 128 KiB cell limit
+    path.write_bytes(
+        (CSV_HEAD + f"a,{big},style,3\n").encode() + b"a,u\xff,style,3\n" + b"a,u2,style,4\n"
+    )
+    resp, rejected, stats = read_responses([path], images, on_error="skip")
+    assert len(resp) == 2  # the long id is a valid id
+    assert [(r.where, r.reason) for r in rejected] == [
+        ("line 3", "field 'annotator_id': invalid UTF-8")
+    ]
+    assert stats.read == 3
