@@ -54,7 +54,7 @@ def main() -> None:
         if code:
             raise SystemExit(f"aggregate failed with exit code {code}")
         m = json.loads((out / "manifest.json").read_text())
-        t = m["timings_s"]
+        t = m["run"]["timings_s"]
         stages = {
             "hash_inputs": t["hash"],
             "read_partition": t["read_partition"],

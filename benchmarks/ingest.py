@@ -125,7 +125,7 @@ def main() -> None:
                     aggregate_cmd(ip, files, out, ["--memory-budget", args.budget])
                 )
                 m = json.loads((out / "manifest.json").read_text()) if code == 0 else {}
-                read_s = m.get("timings_s", {}).get("read_partition", float("nan"))
+                read_s = m["run"]["timings_s"].get("read_partition", float("nan"))
                 run = {
                     "rows": table.num_rows,
                     "images": n_img,

@@ -78,7 +78,16 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         help="memory for a partition's work (e.g. 1GB); sets partition and batch sizes, so "
         "peak memory follows it, not the input size",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT, if it is an rfengine output and holds nothing else",
+    )
+    p.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="let the images table name files outside its own folder (refused by default)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -107,6 +116,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         args.out,
         options,
         overwrite=args.overwrite,
+        allow_outside_paths=args.allow_outside_paths,
         resume=args.resume,
         progress=not args.quiet,
     )

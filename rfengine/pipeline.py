@@ -17,6 +17,7 @@ interrupted run finished when those match.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -40,15 +41,16 @@ from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, OptionArgs
 from rfengine.result import AggregationResult
 from rfengine.write import (
+    WorkDir,
     check_target,
     finalize_dataset,
     finalize_targets,
-    publish,
+    reporting_work_folder,
     write_dataset_part,
     write_rejections,
     write_targets,
 )
-from rfengine.write.manifest import build_manifest, describe_input
+from rfengine.write.manifest import build_manifest, describe_input, run_fingerprint
 
 #: bytes of memory one response row costs while a partition is aggregated (Arrow columns,
 #: sort and numpy copies, annotator strings), measured with benchmarks/ingest.py
@@ -103,13 +105,20 @@ class Inputs:
 
 
 def open_inputs(
-    images: str | Path | Images, responses: str | Path | Sequence[str | Path]
+    images: str | Path | Images,
+    responses: str | Path | Sequence[str | Path],
+    allow_outside_paths: bool = False,
 ) -> Inputs:
-    """Read the images table and check every responses file is readable, before long work."""
+    """Read the images table (its image files checked, see ``read_images``) and check every
+    responses file is readable, before long work."""
     paths = (
         [Path(responses)] if isinstance(responses, (str, Path)) else [Path(p) for p in responses]
     )
-    imgs = images if isinstance(images, Images) else read_images(images)
+    imgs = (
+        images
+        if isinstance(images, Images)
+        else read_images(images, allow_outside_paths=allow_outside_paths)
+    )
     for p in paths:
         check_readable(p)
     return Inputs(imgs, paths)
@@ -139,6 +148,7 @@ def aggregate(
     responses: str | Path | Sequence[str | Path],
     options: AggregateOptions | None = None,
     *,
+    allow_outside_paths: bool = False,
     progress: bool = False,
     **args: Unpack[OptionArgs],
 ) -> AggregationResult:
@@ -155,6 +165,8 @@ def aggregate(
         options: an ``AggregateOptions``; or give its fields as keywords (``preset``,
             ``heatmap_size="512x512"``, ``device``, ``dtype``, ``on_error``, ``weights``,
             ``memory_budget="1GB"``), which override ``options``.
+        allow_outside_paths: let the images table name files outside its own folder
+            (refused by default: see ``read_images``).
         progress: progress bars on stderr.
 
     Returns:
@@ -167,7 +179,7 @@ def aggregate(
     """
     opts = AggregateOptions.create(options, **args)
     t0 = time.perf_counter()
-    inp = open_inputs(images, responses)
+    inp = open_inputs(images, responses, allow_outside_paths)
     reader = ResponseReader(inp.responses, inp.images, opts.on_error)
     rejected: list[Rejection] = []
     rows = pa.concat_tables(list(reader.chunks(rejected.extend)))
@@ -182,23 +194,16 @@ def aggregate(
     )
 
 
-class _Work:
-    """The work folder and its progress file."""
-
-    def __init__(self, out: Path):
-        self.dir = out.parent / f".{out.name}.rfengine-work"
-        self.file = self.dir / "progress.json"
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.file.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def save(self, state: dict[str, Any]) -> None:
-        tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.file)
+def image_files_fingerprint(images: Images) -> str:
+    """A digest of the image files the dataset embeds: path, size and modification time of
+    each (a file replaced or edited changes it), so that ``resume`` never mixes old and
+    new image bytes."""
+    h = hashlib.sha256()
+    for p in images.paths:
+        if p is not None:
+            st = p.stat()
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def aggregate_to_disk(
@@ -209,6 +214,7 @@ def aggregate_to_disk(
     *,
     overwrite: bool = False,
     resume: bool = False,
+    allow_outside_paths: bool = False,
     progress: bool = False,
     **args: Unpack[OptionArgs],
 ) -> dict[str, Any]:
@@ -217,29 +223,57 @@ def aggregate_to_disk(
     The stages of ``aggregate`` (read -> validate -> partition -> aggregate -> write ->
     publish) over as many partitions as ``memory_budget`` needs; results are identical to
     ``save_output(aggregate(...), out)``. Options as for ``aggregate``. With
-    ``resume=True``, finished stages of an interrupted run with the same inputs (by sha256)
-    and options are reused.
+    ``resume=True``, finished stages of an interrupted run with the same inputs (tables by
+    sha256, embedded image files by size and modification time) and options are reused;
+    otherwise, or when any of those changed, the run starts over and says why.
+    One run at a time per ``out`` (a lock beside it); a failed run says where its work
+    folder is.
     """
     opts = AggregateOptions.create(options, **args)
     out = Path(out)
     check_target(out, overwrite)
-    timings: dict[str, float] = {}
-    say = _Say(progress)
+    with WorkDir(out) as work, reporting_work_folder(work):
+        return _aggregate_to_disk(
+            images, responses, work, opts, overwrite, resume, allow_outside_paths, _Say(progress)
+        )
 
+
+def _aggregate_to_disk(
+    images: str | Path,
+    responses: str | Path | Sequence[str | Path],
+    work: WorkDir,
+    opts: AggregateOptions,
+    overwrite: bool,
+    resume: bool,
+    allow_outside_paths: bool,
+    say: _Say,
+) -> dict[str, Any]:
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    inp = open_inputs(images, responses)
+    inp = open_inputs(images, responses, allow_outside_paths)
     inputs = [describe_input(p) for p in inp.paths]
-    key = {"format": FORMAT, "inputs": inputs, "config": opts.to_json()}
-    work = _Work(out)
-    state = work.load() if resume else None
-    if state is not None and state.get("key") == key:
+    key = {
+        "format": FORMAT,
+        "inputs": inputs,
+        "image_files": image_files_fingerprint(inp.images),
+        "config": opts.to_json(),
+    }
+    state = work.load()
+    if resume and state is not None and state.get("key") == key:
         say(f"resuming from {work.dir}")
     else:
-        if work.dir.exists():
-            why = "its inputs or options differ" if resume else "use --resume to reuse it"
+        if state is not None or work.dir.exists():
+            if not resume:
+                why = "pass --resume to reuse it"
+            elif state is None:
+                why = "it recorded no progress"
+            else:
+                old = state.get("key", {})
+                changed = [k for k in ("inputs", "image_files", "config") if old.get(k) != key[k]]
+                names = {"inputs": "input tables", "image_files": "image files"}
+                why = f"its {', '.join(names.get(k, k) for k in changed) or 'format'} changed"
             say(f"discarding an unfinished earlier run in {work.dir} ({why})")
-            shutil.rmtree(work.dir)
-        work.dir.mkdir(parents=True)
+        work.fresh()
         state = {"key": key, "partitioned": False, "parts": {}}
         work.save(state)
     timings["hash"] = time.perf_counter() - t0
@@ -262,7 +296,7 @@ def aggregate_to_disk(
 
     t_reduce = t_splat = 0.0
     t0 = time.perf_counter()
-    bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not progress)
+    bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not say.on)
     shards_written = 0
     stats = ReadStats(state["read_stats"])
     for p in range(n_parts):
@@ -288,7 +322,7 @@ def aggregate_to_disk(
     ready.mkdir()
     say("writing the dataset")
     parts = [work.dir / "dataset-parts" / f"part-{p:05d}.arrow" for p in range(n_parts)]
-    n_rows = finalize_dataset(parts, ready / "dataset")
+    n_rows = finalize_dataset(parts, ready / "dataset", run_fingerprint(inputs, opts))
     entries = [e for p in range(n_parts) for e in state["parts"][str(p)]["targets"]]
     shards = finalize_targets(entries, work.dir / "shards", ready / "targets")
     rejected_files = [work.dir / "rejected-read.jsonl"] + [
@@ -304,13 +338,12 @@ def aggregate_to_disk(
     manifest = build_manifest(inputs, opts, stats, timings, n_img, n_rows, len(shards))
     manifest["partitions"] = {"count": n_parts, "images_per_partition": per_part}
     (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    publish(ready, out, overwrite)
-    shutil.rmtree(work.dir, ignore_errors=True)
+    work.publish(ready, overwrite)
     return manifest
 
 
 def _partition(
-    reader: ResponseReader, work: _Work, per_part: int, n_img: int, say: _Say
+    reader: ResponseReader, work: WorkDir, per_part: int, n_img: int, say: _Say
 ) -> ReadStats:
     """The read, validate and partition stages: stream the responses into partition files.
 
@@ -344,7 +377,7 @@ def _partition(
 
 def _aggregate_part(
     reader: ResponseReader,
-    work: _Work,
+    work: WorkDir,
     imgs: Images,
     p: int,
     lo: int,

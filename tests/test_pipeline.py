@@ -141,7 +141,7 @@ def test_resume_with_changed_inputs_starts_over(inputs, tmp_path, monkeypatch, c
     aggregate_to_disk(
         ip, [*files[:1], changed], out, resume=True, progress=True, memory_budget="200KB"
     )
-    assert "inputs or options differ" in capsys.readouterr().err
+    assert "(its input tables changed)" in capsys.readouterr().err
 
 
 def test_resume_after_an_interrupted_finalisation(inputs, tmp_path, monkeypatch):

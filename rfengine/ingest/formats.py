@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,6 +57,32 @@ def check_readable(path: Path) -> Format:
     if fmt != "parquet" and b"\x00" in head:
         raise InputError(f"{path}: binary data in a {fmt} file")
     return fmt
+
+
+#: a CSV cell may be this long (Python's csv module stops at 128 KiB by default)
+CSV_CELL_BYTES = 16 << 20
+#: a cell read with errors="surrogateescape" holds these where the file's bytes were not UTF-8
+NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def csv_header(path: Path, fh: Any) -> tuple[Any, list[str]]:
+    """A ``csv.DictReader`` over ``fh`` (opened with ``utf-8-sig``, so a BOM is accepted)
+    and its header, refusing a header that names a column twice or not at all."""
+    csv.field_size_limit(CSV_CELL_BYTES)
+    reader = csv.DictReader(fh)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise InputError(f"{path}: line 1: unreadable CSV header: {exc}") from None
+    if any(NOT_UTF8.search(h) for h in header):
+        raise InputError(f"{path}: line 1: the header is not valid UTF-8")
+    stripped = [h.strip() for h in header]
+    dup = sorted({h for h in stripped if stripped.count(h) > 1})
+    if dup:
+        raise InputError(f"{path}: line 1: column(s) named more than once: {', '.join(dup)}")
+    if "" in stripped:
+        raise InputError(f"{path}: line 1: a column has no name")
+    return reader, header
 
 
 def read_parquet(path: Path) -> tuple[pa.Table, list[int]]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +15,14 @@ import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
 from rfengine.errors import InputError
-from rfengine.ingest.formats import check_readable, parquet_where, read_parquet
+from rfengine.ingest.formats import (
+    NOT_UTF8,
+    check_readable,
+    csv_header,
+    parquet_where,
+    read_parquet,
+)
+from rfengine.schema import MAX_SIDE
 
 
 @dataclass
@@ -57,44 +66,111 @@ class Images:
         return np.array([len(t) for t in self.tokens], dtype=np.int64)
 
 
-def read_images(path: str | Path, *, require_files: bool = True) -> Images:
-    """Read and validate an images table (JSONL, CSV or Parquet).
-
-    Columns: ``image_id`` (unique str), ``prompt`` (str), ``width`` and ``height`` (int
-    pixels) and ``path`` (optional, relative to the table's folder). Missing sizes are read
-    from the image file's header. Any bad row raises an InputError naming its line and field;
-    so does a ``path`` that names no file, unless ``require_files=False`` (for tools that
-    only match names, such as the Rapidata importer).
-    """
-    path = Path(path)
-    fmt = check_readable(path)
+def _rows(path: Path, fmt: str) -> tuple[list[Any], list[str]]:
+    """The table's records (dicts, or an error text) and where each one is."""
     if fmt == "parquet":
         table, groups = read_parquet(path)
         rows = table.to_pylist()
-        where = [parquet_where(i, groups) for i in range(len(rows))]
-    elif fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            rows, where = [], []
-            for rec in reader:
-                rows.append({k: (v if v != "" else None) for k, v in rec.items()})
-                where.append(f"line {reader.line_num}")
-    else:
-        rows, where = [], []
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
+        return rows, [parquet_where(i, groups) for i in range(len(rows))]
+    rows, where = [], []
+    if fmt == "csv":
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+            reader, _ = csv_header(path, fh)
+            while True:
                 try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}: line {n}: malformed JSON: {exc.msg}") from None
-                if not isinstance(rec, dict):
-                    raise InputError(f"{path}: line {n}: expected a JSON object")
-                rows.append(rec)
-                where.append(f"line {n}")
+                    rec = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    raise InputError(f"{path}: line {reader.line_num}: {exc}") from None
+                where.append(f"line {reader.line_num}")
+                bad = [k for k, v in rec.items() if isinstance(v, str) and NOT_UTF8.search(v)]
+                if None in rec:
+                    raise InputError(f"{path}: {where[-1]}: more cells than columns")
+                if bad:
+                    raise InputError(f"{path}: {where[-1]}: field '{bad[0]}': invalid UTF-8")
+                rows.append({k: (v if v != "" else None) for k, v in rec.items()})
+        return rows, where
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}: line {n}: invalid UTF-8 at byte {exc.start}") from None
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                why = exc.msg if isinstance(exc, json.JSONDecodeError) else "unreadable value"
+                raise InputError(f"{path}: line {n}: malformed JSON: {why}") from None
+            if not isinstance(rec, dict):
+                raise InputError(f"{path}: line {n}: expected a JSON object")
+            rows.append(rec)
+            where.append(f"line {n}")
+    return rows, where
+
+
+def _inside(folder: Path, target: Path) -> bool:
+    """Whether ``target`` (resolved: links followed) lies inside ``folder`` (resolved)."""
+    return target == folder or folder in target.parents
+
+
+def _size_field(rec: dict[str, Any], fld: str, bad: Any) -> int | None:
+    v = rec.get(fld)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            v = int(v.strip())
+        except ValueError:
+            raise bad(fld, f"expected an integer, got {v[:40]!r}") from None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= MAX_SIDE:
+        shown = repr(v) if not isinstance(v, int) or abs(v) < 10**20 else f"{str(v)[:20]}..."
+        raise bad(fld, f"expected an integer in 1..{MAX_SIDE} pixels, got {shown}")
+    return v
+
+
+def open_image(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, after checking it is one: a format Pillow
+    knows, within Pillow's decompression-bomb limit, and whole (``verify``). A ValueError
+    says what is wrong."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+                im.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a readable image: {exc}") from None
+    return size
+
+
+def read_images(
+    path: str | Path, *, require_files: bool = True, allow_outside_paths: bool = False
+) -> Images:
+    """Read and validate an images table (JSONL, CSV or Parquet).
+
+    Columns: ``image_id`` (unique, non-empty str), ``prompt`` (str), ``width`` and
+    ``height`` (int pixels, 1..``MAX_SIDE``) and ``path`` (optional, relative to the table's
+    folder). Any bad row raises an InputError naming its line and field.
+
+    A ``path`` must stay inside the table's folder (no ``..``, absolute path or symlink
+    leading out of it) unless ``allow_outside_paths``, and must name an image file: it is
+    opened and checked (format, Pillow's bomb limit, integrity) here, before anything is
+    written, and its size must equal ``width`` and ``height`` when those are given (they are
+    read from the file when missing). ``require_files=False`` skips the file checks, for
+    tools that only match names (the Rapidata importer).
+    """
+    path = Path(path)
+    rows, where = _rows(path, check_readable(path))
     if not rows:
         raise InputError(f"{path}: the images table has no rows")
+    folder = path.parent.resolve()
 
     ids: list[str] = []
     prompts: list[str] = []
@@ -111,50 +187,43 @@ def read_images(path: str | Path, *, require_files: bool = True) -> Images:
         if image_id is None or image_id == "":
             raise bad("image_id", "missing")
         if not isinstance(image_id, str):
-            raise bad("image_id", f"expected a string, got {image_id!r}")
+            raise bad("image_id", f"expected a string, got {image_id!r:.60}")
         if image_id in seen:
             raise bad("image_id", f"duplicate image_id {image_id!r} (first at {seen[image_id]})")
         seen[image_id] = loc
         prompt = rec.get("prompt")
         if not isinstance(prompt, str):
             raise bad(
-                "prompt", "missing" if prompt is None else f"expected a string, got {prompt!r}"
+                "prompt", "missing" if prompt is None else f"expected a string, got {prompt!r:.60}"
             )
         rel = rec.get("path")
         img_path = None
         if rel is not None:
-            if not isinstance(rel, str) or not rel:
-                raise bad("path", f"expected a relative path string, got {rel!r}")
-            img_path = (path.parent / rel).resolve()
+            if not isinstance(rel, str) or not rel or "\x00" in rel:
+                raise bad("path", f"expected a relative path string, got {rel!r:.60}")
+            img_path = (folder / rel).resolve()
+            if not allow_outside_paths and not _inside(folder, img_path):
+                raise bad(
+                    "path",
+                    f"{rel!r} leads outside the table's folder {folder} (to {img_path}); "
+                    "pass --allow-outside-paths (API: allow_outside_paths=True) to embed it",
+                )
             if require_files and not img_path.is_file():
                 raise bad("path", f"no such file: {img_path}")
-        size = []
-        for fld in ("width", "height"):
-            v = rec.get(fld)
-            if v is None:
-                size.append(None)
-                continue
-            if isinstance(v, str):
-                try:
-                    v = int(v)
-                except ValueError:
-                    raise bad(fld, f"expected an integer, got {v!r}") from None
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise bad(fld, f"expected a positive integer, got {v!r}")
-            size.append(v)
-        if None in size:
-            if img_path is None:
-                raise bad(
-                    "width" if size[0] is None else "height", "missing, and no path to read it"
-                )
+        size = [_size_field(rec, fld, bad) for fld in ("width", "height")]
+        if img_path is not None and (require_files or None in size):
             try:
-                with Image.open(img_path) as im:
-                    w, h = im.size
-            except (OSError, UnidentifiedImageError) as exc:
-                raise bad("path", f"cannot read the image header of {img_path}: {exc}") from None
-            size = [size[0] or w, size[1] or h]
+                w, h = open_image(img_path)
+            except ValueError as exc:
+                raise bad("path", f"{img_path}: {exc}") from None
+            for fld, given, real in (("width", size[0], w), ("height", size[1], h)):
+                if given is not None and given != real:
+                    raise bad(fld, f"{given} differs from the image file's {real} ({img_path})")
+            if max(w, h) > MAX_SIDE:
+                raise bad("path", f"{img_path}: {w}x{h} pixels; at most {MAX_SIDE} a side")
+            size = [w, h]
+        if None in size:
+            raise bad("width" if size[0] is None else "height", "missing, and no path to read it")
         ids.append(image_id)
         prompts.append(prompt)
         widths.append(size[0])

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from rfengine.errors import InputError, Rejection
-from rfengine.ingest.formats import check_readable, parquet_where
+from rfengine.ingest.formats import NOT_UTF8, check_readable, csv_header, parquet_where
 from rfengine.ingest.images import Images, image_index
 from rfengine.schema import MAX_POINTS, MAX_WEIGHT, TASKS, Task
 
@@ -48,8 +47,7 @@ SCHEMA = pa.schema(
 REQUIRED = ("image_id", "annotator_id", "task")
 #: integers in ``selected`` must fit int64 (an index beyond is out of range anyway)
 _INT64 = 2**63
-#: a CSV cell may be this long (Python's csv module stops at 128 KiB by default)
-CSV_CELL_BYTES = 16 << 20
+
 CHUNK_ROWS = 250_000  # rows per chunk for CSV and Parquet
 CHUNK_BYTES = 32 << 20  # bytes per JSONL block (whole lines)
 
@@ -302,30 +300,6 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-#: a cell read with errors="surrogateescape" holds these where the file's bytes were not UTF-8
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")
-
-
-def csv_header(path: Path, fh: Any) -> tuple[Any, list[str]]:
-    """A ``csv.DictReader`` over ``fh`` (opened with ``utf-8-sig``, so a BOM is accepted)
-    and its header, refusing a header that names a column twice or not at all."""
-    csv.field_size_limit(CSV_CELL_BYTES)
-    reader = csv.DictReader(fh)
-    try:
-        header = reader.fieldnames or []
-    except csv.Error as exc:
-        raise InputError(f"{path}: line 1: unreadable CSV header: {exc}") from None
-    if any(_NOT_UTF8.search(h) for h in header):
-        raise InputError(f"{path}: line 1: the header is not valid UTF-8")
-    stripped = [h.strip() for h in header]
-    dup = sorted({h for h in stripped if stripped.count(h) > 1})
-    if dup:
-        raise InputError(f"{path}: line 1: column(s) named more than once: {', '.join(dup)}")
-    if "" in stripped:
-        raise InputError(f"{path}: line 1: a column has no name")
-    return reader, header
-
-
 def _csv_rows(path: Path, reader: Any) -> Iterator[tuple[int, Any, str]]:
     """(line, record, parse error) per CSV row; a row the csv module cannot read, or with
     bytes that are not UTF-8, is an error of its own line."""
@@ -339,8 +313,8 @@ def _csv_rows(path: Path, reader: Any) -> Iterator[tuple[int, Any, str]]:
             continue
         if None in rec:  # more cells than header columns
             yield reader.line_num, rec.pop(None), "more cells than columns"
-        elif any(isinstance(v, str) and _NOT_UTF8.search(v) for v in rec.values()):
-            field = next(k for k, v in rec.items() if isinstance(v, str) and _NOT_UTF8.search(v))
+        elif any(isinstance(v, str) and NOT_UTF8.search(v) for v in rec.values()):
+            field = next(k for k, v in rec.items() if isinstance(v, str) and NOT_UTF8.search(v))
             yield reader.line_num, "", f"field '{field}': invalid UTF-8"
         else:
             yield reader.line_num, rec, ""

@@ -191,11 +191,11 @@ def write_report(
 
 
 def _summary(m: dict[str, Any]) -> str:
-    c, cfg = m["counts"], m["config"]
-    secs = sum(m.get("timings_s", {}).values())
+    c, cfg, run = m["counts"], m["config"], m["run"]
+    secs = sum(run["timings_s"].values())
     return (
         f"{c['images']} images · {c['rows_read']} responses read ({c['rows_used']} used, "
         f"{c['rows_rejected']} rejected) · preset {cfg['preset']} · "
         f"heatmaps {cfg['heatmap_size']} · weights {cfg.get('weights', 'trust')} · "
-        f"device {cfg['device']} · {secs:.1f} s · {m['created']}"
+        f"device {cfg['device']} · {secs:.1f} s · {run['created']}"
     )

@@ -148,7 +148,7 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
     return n
 
 
-def finalize_dataset(parts: list[Path], dest: Path) -> int:
+def finalize_dataset(parts: list[Path], dest: Path, fingerprint: str) -> int:
     """Make the partition files (datasets' ArrowWriter output) a ``save_to_disk`` folder.
 
     The files are linked as ``data-{k:05d}-of-{n:05d}.arrow``, the layout ``save_to_disk``
@@ -156,7 +156,8 @@ def finalize_dataset(parts: list[Path], dest: Path) -> int:
     files, so nothing is copied: ``save_to_disk`` would rewrite every byte (a second full
     write of the largest output, and its memory-mapped source pages would count in RSS).
     ``tests/write/test_outputs.py`` compares the folder with ``save_to_disk``'s field by
-    field; ``load_from_disk`` checks it here.
+    field; ``load_from_disk`` checks it here. ``fingerprint`` is the dataset's
+    ``_fingerprint`` (``manifest.run_fingerprint``).
     """
     dest.mkdir(parents=True, exist_ok=True)
     n = len(parts)
@@ -166,7 +167,7 @@ def finalize_dataset(parts: list[Path], dest: Path) -> int:
     ds = concatenate_datasets([Dataset.from_file(str(dest / name)) for name in names])
     state = {
         "_data_files": [{"filename": name} for name in names],
-        "_fingerprint": ds._fingerprint,
+        "_fingerprint": fingerprint,  # of the run's content, not random: reproducible bytes
         "_format_columns": None,
         "_format_kwargs": {},
         "_format_type": None,

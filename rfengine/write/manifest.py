@@ -1,14 +1,21 @@
-"""``manifest.json``: inputs and their hashes, config, versions, counts and timings."""
+"""``manifest.json``: inputs and their hashes, config, versions, counts and timings.
+
+Two runs on the same inputs with the same options write the same manifest, apart from
+the one field ``run`` (when it ran and how long each stage took).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from rfengine.write.work import OUTPUT_FORMAT
 
 if TYPE_CHECKING:
     from rfengine.ingest import ReadStats
@@ -52,8 +59,11 @@ def build_manifest(
     """
     records = [describe_input(p) if isinstance(p, Path) else p for p in inputs]
     return {
-        "format": "rfengine-output/1",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "format": OUTPUT_FORMAT,
+        "run": {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        },
         "inputs": records,
         "config": options.to_json(),
         "versions": versions(),
@@ -64,7 +74,6 @@ def build_manifest(
             "rows_rejected": stats.rejected,
             "files": stats.files,
         },
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "outputs": {
             "dataset": {"path": "dataset", "rows": n_rows},
             "targets": {"path": "targets", "shards": n_shards},
@@ -74,6 +83,17 @@ def build_manifest(
             },
         },
     }
+
+
+def run_fingerprint(inputs: list[dict[str, Any]], options: AggregateOptions) -> str:
+    """16 hex digits naming a run's content: its inputs' hashes, its options and rfengine's
+    version (the dataset's ``_fingerprint``: the same for the same run, unlike a random one)."""
+    key = {
+        "inputs": [{k: r[k] for k in ("bytes", "sha256")} for r in inputs],
+        "config": options.to_json(),
+        "rfengine": versions()["rfengine"],
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def describe_input(path: Path) -> dict[str, Any]:

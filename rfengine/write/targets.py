@@ -93,6 +93,26 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
     return t
 
 
+def save_shard(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, with the header's metadata keys in sorted order.
+
+    safetensors serialises metadata from a hash map, whose order changes from process to
+    process: two identical runs would write different bytes. Sorting the keys leaves the
+    header's length unchanged (same JSON, other order), so it is rewritten in place; the
+    tensors' bytes are the library's.
+    """
+    save_file(tensors, str(path), metadata=metadata)
+    with path.open("r+b") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # never seen: the library's JSON is as compact as this
+            raise RuntimeError(f"{path}: safetensors header grew when its keys were sorted")
+        fh.seek(8)
+        fh.write(text + b" " * (n - len(text)))  # safetensors pads its header with spaces
+
+
 def write_targets(result: AggregationResult, folder: Path, tag: str = "") -> list[dict]:
     """Write one partition's shards into ``folder``; returns their index entries.
 
@@ -115,7 +135,7 @@ def write_targets(result: AggregationResult, folder: Path, tag: str = "") -> lis
                 "width": str(w),
                 "preset": result.options.preset,
             }
-            save_file(shard_tensors(result, part, (h, w)), str(folder / name), metadata=meta)
+            save_shard(shard_tensors(result, part, (h, w)), folder / name, meta)
             index.append({"file": name, "height": h, "width": w, "images": len(part)})
     return index
 

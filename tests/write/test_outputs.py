@@ -126,7 +126,7 @@ def test_manifest(saved):
     assert counts["rows_read"] == counts["rows_used"] + counts["rows_rejected"] == len(c.responses)
     assert m["inputs"][1]["sha256"] == sha256(c.responses_path)
     assert m["config"]["preset"] == "default" and "torch" in m["versions"]
-    assert set(m["timings_s"]) >= {"read", "reduce", "splat", "write"}
+    assert set(m["run"]["timings_s"]) >= {"read", "reduce", "splat", "write"}
 
 
 def test_failed_write_leaves_no_output(tmp_path, monkeypatch):
