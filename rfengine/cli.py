@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
@@ -101,15 +102,18 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from rfengine.pipeline import aggregate_to_disk
 
     t0 = time.perf_counter()
-    options = AggregateOptions.create(
-        preset=args.preset,
-        heatmap_size=args.heatmap_size,
-        device=args.device,
-        dtype=args.dtype,
-        on_error=args.on_error,
-        weights=args.weights,
-        memory_budget=args.memory_budget,
-    )
+    try:
+        options = AggregateOptions.create(
+            preset=args.preset,
+            heatmap_size=args.heatmap_size,
+            device=args.device,
+            dtype=args.dtype,
+            on_error=args.on_error,
+            weights=args.weights,
+            memory_budget=args.memory_budget,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     manifest = aggregate_to_disk(
         args.images,
         args.responses,
@@ -169,13 +173,15 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", type=Path, help="an rfengine aggregate output folder")
     p.add_argument("--image", nargs="+", metavar="ID", help="only these image ids")
     p.add_argument("--out", type=Path, help="folder for the PNGs (default OUTPUT/render)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing panels")
     p.set_defaults(func=cmd_render)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from rfengine.render import render_output
 
-    files = render_output(args.output, args.out or args.output / "render", args.image)
+    dest = args.out or args.output / "render"
+    files = render_output(args.output, dest, args.image, overwrite=args.overwrite)
     print(
         f"rfengine: {len(files)} panel(s) -> {files[0].parent if files else args.out}",
         file=sys.stderr,
@@ -194,6 +200,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", type=Path, help="truth.jsonl of a simulated campaign")
     p.add_argument("--baseline", type=Path, help="an output of the same responses to compare")
     p.add_argument("--html", type=Path, help="report path (default OUTPUT/report.html)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.set_defaults(func=cmd_report)
 
 
@@ -202,7 +209,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rfengine.simulate import read_truth
 
     truth = read_truth(args.truth) if args.truth else None
-    path, _ = write_report(args.output, args.html, truth=truth, baseline=args.baseline)
+    path, _ = write_report(
+        args.output, args.html, truth=truth, baseline=args.baseline, overwrite=args.overwrite
+    )
     print(f"rfengine: report -> {path}", file=sys.stderr)
     return 0
 
@@ -274,7 +283,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     for spec in args.jobs:
         task, sep, path = spec.partition("=")
         if not sep or task not in TASKS or not path:
-            raise ValueError(
+            raise UsageError(
                 f"expected TASK=RESULTS.json with TASK one of {', '.join(TASKS)}, got {spec!r}"
             )
         jobs.append((task, Path(path)))
@@ -377,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rfengine import __version__
 
     parser.add_argument("--version", action="version", version=f"rfengine {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of any error (for bug reports)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_aggregate(sub)
     _add_import(sub)
@@ -388,17 +400,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(ValueError):
+    """An option value the parser could not check alone (e.g. two options that conflict)."""
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a failed file operation: what failed, and on which path."""
+    where = exc.filename if exc.filename is not None else ""
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"{what} (the disk is full; free space or choose another --out)"
+    return f"{where}: {what}" if where else what
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns 0 on success, 1 on bad input or a failed run, 2 on usage errors."""
-    args = build_parser().parse_args(argv)
+    """Entry point. Exit codes: 0 done; 1 bad input or a file that cannot be read or
+    written (one line naming it); 2 usage errors (argparse's message); 3 an internal
+    error, i.e. a bug (one line, the traceback with ``--debug``); 130 interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except UsageError as exc:
+        parser.error(str(exc))  # exits with 2
+    except (InputError, FileExistsError) as exc:
+        if args.debug:
+            raise
         print(f"rfengine: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"rfengine: error: {_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rfengine: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"rfengine: internal error: {type(exc).__name__}: {exc} -- this is a bug, not "
+            "bad input; rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ columns into arrays.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+import PIL.Image
 
 from rfengine.errors import InputError
 from rfengine.options import AggregateOptions
@@ -71,6 +73,27 @@ def load_output(out: str | Path, *, device: str = "cpu") -> Output:
     )
 
 
+def read_row(ds: datasets.Dataset, k: int, out: str | Path) -> dict[str, Any]:
+    """Row ``k`` of an output's dataset, decoded; an image that cannot be decoded (not an
+    image, truncated, a decompression bomb) is an InputError naming the row and image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
+            return ds[k]
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        PIL.UnidentifiedImageError,
+        PIL.Image.DecompressionBombError,
+        PIL.Image.DecompressionBombWarning,
+    ) as exc:
+        image_id = ds.select_columns(["image_id"])[k]["image_id"]
+        raise InputError(
+            f"{out}: dataset row {k} (image_id {image_id!r}): the image cannot be decoded: {exc}"
+        ) from None
+
+
 def as_heatmap(value: Any) -> np.ndarray | None:
     """A dataset heatmap cell as a 2-D array (None stays None): datasets' numpy format
     gives rows of ragged lists as an object array of rows."""
@@ -86,4 +109,4 @@ def as_word_scores(text: str | None) -> np.ndarray | None:
     return np.array([v for _, v in json.loads(str(text))], dtype=np.float64)
 
 
-__all__ = ["Output", "as_heatmap", "as_word_scores", "load_dataset", "load_output"]
+__all__ = ["Output", "as_heatmap", "as_word_scores", "load_dataset", "load_output", "read_row"]

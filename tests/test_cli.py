@@ -101,3 +101,57 @@ def test_usage_error_exits_2():
     with pytest.raises(SystemExit) as e:
         main(["aggregate", "--preset", "nope"])
     assert e.value.code == 2
+
+
+def _aggregate_args(campaign, out, *extra):
+    return [
+        "aggregate", "--images", str(campaign.images_path), "--responses",
+        str(campaign.responses_path), "--out", str(out), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--memory-budget", "0"],
+        ["--memory-budget", "1e400"],
+        ["--memory-budget", "lots"],
+        ["--heatmap-size", "512"],
+        ["--preset", "rapidata-2025", "--heatmap-size", "64x64"],
+        ["--preset", "fancy"],
+    ],
+)
+def test_bad_option_values_are_usage_errors(campaign, tmp_path, capsys, extra):
+    with pytest.raises(SystemExit) as exc:
+        main(_aggregate_args(campaign, tmp_path / "o", *extra))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_unwritable_output_is_one_line(campaign, tmp_path, capsys, monkeypatch):
+    import rfengine.write.work as work
+
+    def full(self, ready, overwrite):
+        raise OSError(28, "No space left on device", str(self.out))
+
+    monkeypatch.setattr(work.WorkDir, "publish", full)
+    assert main(_aggregate_args(campaign, tmp_path / "o")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"rfengine: error: {tmp_path / 'o'}: No space left on device")
+    assert "disk is full" in err[-1] and not any("Traceback" in line for line in err)
+
+
+def test_a_bug_is_not_disguised_as_bad_input(campaign, tmp_path, capsys, monkeypatch):
+    import rfengine.pipeline as pipeline
+
+    def bug(*a, **k):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(pipeline, "compute", bug)
+    assert main(_aggregate_args(campaign, tmp_path / "o")) == 3
+    err = capsys.readouterr().err
+    assert "internal error: ValueError: an internal invariant broke" in err
+    assert "--debug" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="an internal invariant broke"):
+        main(["--debug", *_aggregate_args(campaign, tmp_path / "o2")])

@@ -91,3 +91,48 @@ def test_report_renders_in_headless_chromium(demo, tmp_path):
     non_white = (px < 235).any(-1).mean()
     assert non_white > 0.05, f"screenshot looks blank ({non_white:.1%} non-white)"
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 200  # images and colours, not just text
+
+
+def test_render_names_never_collide_and_never_overwrite(tmp_path):
+    from fixtures import make_campaign, write_jsonl
+
+    from rfengine import aggregate, save_output
+    from rfengine.render import panel_name
+
+    c = make_campaign(tmp_path, n_images=3, seed=2)
+    ids = ["a/b", "a_b", "a:b"]  # sanitise alike
+    rows = []
+    for im, new in zip(c.images, ids, strict=True):
+        Image.new("RGB", (im["width"], im["height"])).save(tmp_path / f"{im['image_id']}.png")
+        rows.append({**im, "image_id": new, "path": f"{im['image_id']}.png"})
+    write_jsonl(c.images_path, rows)
+    old = {im["image_id"]: new for im, new in zip(c.images, ids, strict=True)}
+    write_jsonl(c.responses_path, [{**r, "image_id": old[r["image_id"]]} for r in c.responses])
+    out = save_output(aggregate(c.images_path, c.responses_path), tmp_path / "out")
+    assert len({panel_name(i) for i in ids}) == 3
+    assert main(["render", str(out), "--out", str(tmp_path / "p")]) == 0
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted(panel_name(i) for i in ids)
+    assert main(["render", str(out), "--out", str(tmp_path / "p")]) == 1  # never overwrites
+    assert main(["render", str(out), "--out", str(tmp_path / "p"), "--overwrite"]) == 0
+    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out)]) == 1
+    assert main(["report", str(out), "--overwrite"]) == 0
+
+
+def test_an_undecodable_embedded_image_is_one_line(tmp_path, capsys):
+    from fixtures import make_campaign, write_jsonl
+
+    from rfengine import aggregate, save_output
+
+    c = make_campaign(tmp_path, n_images=2, seed=2)
+    for im in c.images:
+        Image.new("RGB", (im["width"], im["height"])).save(tmp_path / f"{im['image_id']}.png")
+    write_jsonl(c.images_path, [{**im, "path": f"{im['image_id']}.png"} for im in c.images])
+    res = aggregate(c.images_path, c.responses_path)
+    (tmp_path / f"{c.images[1]['image_id']}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = save_output(res, tmp_path / "out")  # the bytes changed after they were checked
+    assert main(["render", str(out), "--out", str(tmp_path / "p")]) == 1
+    err = capsys.readouterr().err
+    assert f"dataset row 1 (image_id {c.images[1]['image_id']!r}): the image cannot be" in err
+    assert main(["report", str(out)]) == 1
+    assert "Traceback" not in capsys.readouterr().err

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from rfengine.errors import InputError
-from rfengine.output import as_heatmap, as_word_scores, load_dataset
+from rfengine.output import as_heatmap, as_word_scores, load_dataset, read_row
 from rfengine.render.overlay import colormap, overlay, panel, prompt_image, word_colours
 from rfengine.render.report import write_report
 from rfengine.schema import HEATMAP_KINDS
@@ -16,6 +17,7 @@ __all__ = [
     "colormap",
     "overlay",
     "panel",
+    "panel_name",
     "prompt_image",
     "render_output",
     "safe_name",
@@ -32,12 +34,27 @@ def safe_name(text: str, limit: int = 120) -> str:
     return name or "_"
 
 
+def panel_name(image_id: str) -> str:
+    """The file name of an image's panel: ``safe_name(id)``, plus 8 hex digits of the id's
+    SHA-1 where sanitising changed it, so that distinct ids never share a file."""
+    name = safe_name(image_id)
+    if name != image_id:
+        name = f"{name}-{hashlib.sha1(image_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return f"{name}.png"
+
+
 def render_output(
-    out: str | Path, dest: str | Path, image_ids: Sequence[str] | None = None
+    out: str | Path,
+    dest: str | Path,
+    image_ids: Sequence[str] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> list[Path]:
     """One PNG panel per image (image, coherence and alignment overlays, coloured prompt).
 
-    Needs the dataset's image column (an images table with paths). Returns the files.
+    Needs the dataset's image column (an images table with paths). Files are named by
+    ``panel_name``; an existing one is never replaced unless ``overwrite``. Returns the
+    files.
     """
     ds = load_dataset(out)
     if "image" not in ds.column_names:
@@ -45,16 +62,27 @@ def render_output(
     ids = list(ds["image_id"])
     rows = range(len(ids)) if not image_ids else [_index(ids, i, out) for i in image_ids]
     dest = Path(dest)
+    names = {k: panel_name(str(ids[k])) for k in rows}
+    if len(set(names.values())) != len(names):  # an id that looks like another's hashed name
+        raise InputError(f"{out}: two image ids map to one panel file name; render them apart")
+    taken = [n for n in names.values() if (dest / n).exists()]
+    if taken and not overwrite:
+        raise FileExistsError(
+            f"{dest / taken[0]} exists ({len(taken)} panel(s) in the way); pass --overwrite "
+            "or choose another --out"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     files = []
     for k in rows:
-        row = ds[k]
+        row = read_row(ds, k, out)
         heat = {kind: as_heatmap(row[f"{kind}_heatmap"]) for kind in HEATMAP_KINDS}
         words = str(row["prompt"]).split()
         scores = as_word_scores(row["word_scores"])
         img = panel(row["image"], words, scores, heat, title=str(row["image_id"]))
-        path = dest / f"{safe_name(str(row['image_id']))}.png"
-        img.save(path)
+        path = dest / names[k]
+        tmp = path.with_name(f".{path.name}.partial")
+        img.save(tmp, format="PNG")
+        tmp.replace(path)
         files.append(path)
     return files
 
@@ -63,4 +91,4 @@ def _index(ids: list[str], image_id: str, out: str | Path) -> int:
     try:
         return ids.index(image_id)
     except ValueError:
-        raise ValueError(f"{out}: no image with image_id {image_id!r}") from None
+        raise InputError(f"{out}: no image with image_id {image_id!r}") from None

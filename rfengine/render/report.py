@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from rfengine.metrics import recovery
-from rfengine.output import as_heatmap, as_word_scores, load_dataset
+from rfengine.output import as_heatmap, as_word_scores, load_dataset, read_row
 from rfengine.render.overlay import overlay, word_colours
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
 
@@ -140,18 +140,22 @@ def write_report(
     truth: dict[str, dict] | None = None,
     baseline: str | Path | None = None,
     lowest: int = 6,
+    overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Write the HTML report of output folder ``out``; returns its path and the figures.
 
     With ``truth`` (a simulated campaign's truth.jsonl, read by
     ``rfengine.simulate.read_truth``) the report has recovery figures; with ``baseline``
     (another output of the same responses, e.g. ``--weights uniform``) they are compared.
+    An existing report is never replaced unless ``overwrite``.
     """
     out = Path(out)
     html_path = Path(html_path) if html_path else out / "report.html"
+    if html_path.exists() and not overwrite:
+        raise FileExistsError(f"{html_path} exists; pass --overwrite or choose another --html")
     ds = load_dataset(out)
     manifest = json.loads((out / "manifest.json").read_text())
-    rows = [ds[k] for k in range(len(ds))]
+    rows = [read_row(ds, k, out) for k in range(len(ds))]
     figures: dict[str, Any] = {}
     parts = [f"<h1>rfengine report</h1><p class='summary'>{html.escape(_summary(manifest))}</p>"]
     if truth is not None:

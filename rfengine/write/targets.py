@@ -39,6 +39,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from rfengine.errors import InputError
 from rfengine.schema import CRITERIA, HEATMAP_KINDS, size_key, split_size_key
 from rfengine.write.files import link_or_copy
 
@@ -169,7 +170,7 @@ def _load_shard(path: Path, device: str) -> Shard:
     with safe_open(str(path), framework="pt", device=device) as fh:
         meta = dict(fh.metadata() or {})
         if meta.get("format") != FORMAT:
-            raise ValueError(
+            raise InputError(
                 f"{path}: not an rfengine targets shard (format {meta.get('format')!r})"
             )
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open API)
@@ -193,9 +194,8 @@ def load_targets(path: str | Path, *, device: str = "cpu") -> list[Shard]:
     try:
         record = json.loads(index.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{index}: not an rfengine targets index ({exc})") from None
-    if record.get("format") != FORMAT:
-        raise ValueError(
-            f"{index}: not an rfengine targets index (format {record.get('format')!r})"
-        )
+        raise InputError(f"{index}: not an rfengine targets index ({exc})") from None
+    got = record.get("format") if isinstance(record, dict) else type(record).__name__
+    if got != FORMAT:
+        raise InputError(f"{index}: not an rfengine targets index (format {got!r})")
     return [_load_shard(path / e["file"], device) for e in record["shards"]]

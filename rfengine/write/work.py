@@ -22,8 +22,11 @@ from typing import Any
 
 from rfengine.errors import InputError
 
-#: what an rfengine output folder holds; anything else in OUT stops ``overwrite``
-OUTPUT_ENTRIES = frozenset({"dataset", "targets", "manifest.json", "rejected.jsonl"})
+#: what an rfengine output folder holds (``render`` and ``report`` write the last two by
+#: default); anything else in OUT stops ``overwrite``
+OUTPUT_ENTRIES = frozenset(
+    {"dataset", "targets", "manifest.json", "rejected.jsonl", "render", "report.html"}
+)
 OUTPUT_FORMAT = "rfengine-output/1"
 
 
