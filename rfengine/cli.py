@@ -270,6 +270,13 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
         "it is taken as error severity, as in the seed (5 = most errors), and flipped",
     )
     p.add_argument(
+        "--point-units",
+        choices=["percent", "ratio"],
+        default="percent",
+        help="units of locate coordinates: percent of the image's sides (default; Rapidata's "
+        "2025 script read them so) or ratios in [0, 1]",
+    )
+    p.add_argument(
         "jobs", nargs="+", metavar="TASK=RESULTS.json", help=f"tasks: {', '.join(TASKS)}"
     )
     p.set_defaults(func=cmd_import)
@@ -288,7 +295,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             )
         jobs.append((task, Path(path)))
     images = read_images(args.images, require_files=False)  # names are matched, not opened
-    summary = import_rapidata(images, jobs, args.out, args.coherence_scale)
+    summary = import_rapidata(images, jobs, args.out, args.coherence_scale, args.point_units)
     for job in summary["jobs"]:
         extra = []
         if job["no_weight"]:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
 from rfengine.aggregate import compute
-from rfengine.errors import Rejection
+from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
@@ -71,6 +71,32 @@ def _estimate_rows(path: Path) -> int:
         except (pa.ArrowException, OSError):
             return 0  # parse_file reports it properly
     return path.stat().st_size // TEXT_ROW_BYTES + 1
+
+
+def min_memory_budget(images: Images, options: AggregateOptions) -> int:
+    """The smallest memory budget that can aggregate ``images`` at ``options``' grid: one
+    image of the largest grid's float32 splat output and its cast copy, which no batching
+    can split."""
+    if options.heatmap_size is not None:
+        pixels = options.heatmap_size[0] * options.heatmap_size[1]
+    else:
+        pixels = int((images.width * images.height).max()) if len(images) else 0
+    return pixels * (4 + options.itemsize)
+
+
+def check_budget(images: Images, options: AggregateOptions) -> None:
+    """Refuse up front a run whose largest image cannot fit the memory budget, rather than
+    attempt it (an InputError naming the image and what would fit)."""
+    need = min_memory_budget(images, options)
+    if need > options.memory_budget:
+        k = int(np.argmax(images.width * images.height))
+        grid = options.heatmap_size or (int(images.height[k]), int(images.width[k]))
+        raise InputError(
+            f"image {images.ids[k]!r} needs {need / 2**20:.1f} MiB for one heatmap at "
+            f"{grid[0]}x{grid[1]}, over the memory budget of "
+            f"{options.memory_budget / 2**20:.1f} MiB: raise --memory-budget to at least "
+            f"{math.ceil(need / 2**20)}MB or choose a smaller --heatmap-size"
+        )
 
 
 def plan_partitions(images: Images, rows: int, options: AggregateOptions) -> int:
@@ -180,6 +206,7 @@ def aggregate(
     opts = AggregateOptions.create(options, **args)
     t0 = time.perf_counter()
     inp = open_inputs(images, responses, allow_outside_paths)
+    check_budget(inp.images, opts)
     reader = ResponseReader(inp.responses, inp.images, opts.on_error)
     rejected: list[Rejection] = []
     rows = pa.concat_tables(list(reader.chunks(rejected.extend)))
@@ -251,6 +278,7 @@ def _aggregate_to_disk(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     inp = open_inputs(images, responses, allow_outside_paths)
+    check_budget(inp.images, opts)
     inputs = [describe_input(p) for p in inp.paths]
     key = {
         "format": FORMAT,
@@ -413,6 +441,8 @@ __all__ = [
     "aggregate",
     "aggregate_partition",
     "aggregate_to_disk",
+    "check_budget",
+    "min_memory_budget",
     "open_inputs",
     "plan_partitions",
 ]

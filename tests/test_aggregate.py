@@ -5,7 +5,7 @@ import pytest
 from fixtures import DEVICES, by_image, make_campaign, make_rows, write_jsonl
 from reference import ref_default_heatmap, ref_rapidata_heatmap, ref_scores, ref_word_scores
 
-from rfengine import aggregate
+from rfengine import InputError, aggregate
 from rfengine.schema import CRITERIA
 
 
@@ -169,8 +169,18 @@ def test_annotator_without_points_counts_as_zero_map(tmp_path):
 
 
 def test_small_memory_budget_gives_same_result(campaign):
+    from rfengine import AggregateOptions, read_images
+    from rfengine.pipeline import min_memory_budget
+
     a = aggregate(campaign.images_path, campaign.responses_path, dtype="float32")
-    b = aggregate(campaign.images_path, campaign.responses_path, dtype="float32", memory_budget=1)
+    floor = min_memory_budget(read_images(campaign.images_path), a.options)
+    b = aggregate(campaign.images_path, campaign.responses_path, a.options, memory_budget=floor)
+    assert b.options == AggregateOptions.create(a.options, memory_budget=floor)
+    for x, y in zip(a.heatmaps["coherence"], b.heatmaps["coherence"], strict=True):
+        if x is not None:
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(InputError, match=r"raise --memory-budget to at least 1MB"):
+        aggregate(campaign.images_path, campaign.responses_path, a.options, memory_budget=floor - 1)
     for x, y in zip(a.heatmaps["coherence"], b.heatmaps["coherence"], strict=True):
         if x is not None:
             np.testing.assert_array_equal(x, y)

@@ -8,10 +8,14 @@ with ``originalFileName`` and ``detailedResults[]``, trust in
 * classification (style, coherence, alignment): ``selectedCategory`` "N: text" -> rating N;
   coherence is asked as error severity in the seed (5 = most errors), so it becomes 6 - N
   unless the job asked on the coherence scale (``coherence_scale="coherence"``);
-* locate (coherence_points, alignment_points): ``location`` ``[{x, y}]`` in percent of the
-  image -> ``[[x, y]]`` fractions;
+* locate (coherence_points, alignment_points): ``location`` or ``coordinates`` ``[{x, y}]``
+  in percent of the image (``point_units="ratio"``: fractions) -> ``[[x, y]]`` fractions; a
+  file whose every coordinate is at most 1 percent is refused as probably ratios;
 * select words: ``selectedWords`` ``[{word, wordIndex}]`` -> indices into
   ``prompt.split()`` (+ "[No_Mistake]"), each word checked against the prompt.
+
+A result without its key (``location``/``coordinates``, ``selectedWords``) is an error,
+never a silent "nothing": no public document confirms the 3.x download's keys or units.
 
 Results are matched to images by ``originalFileName``: the basename of the images table's
 ``path``, or the ``image_id``. Names from results are matched only, never opened as paths.
@@ -36,6 +40,10 @@ from rfengine.ingest.images import Images
 from rfengine.schema import CRITERIA, NO_MISTAKE, TASKS
 
 CoherenceScale = Literal["severity", "coherence"]
+PointUnits = Literal["percent", "ratio"]
+#: where a locate result holds its clicks: 2.x downloads and Rapidata's 2025 script use
+#: ``location``, the 3.x SDK's typed locate result ``coordinates``; either is read, the same
+POINT_KEYS = ("location", "coordinates")
 _LABEL = re.compile(r"^\s*([1-5])\s*(?::|$)")
 _ID_KEYS = ("userId", "user_id", "annotatorId", "id")
 MAX_LISTED = 10
@@ -56,32 +64,71 @@ def _rating(detail: dict, task: str, scale: CoherenceScale, at: str) -> int:
     return 6 - n if task == "coherence" and scale == "severity" else n
 
 
-def _points(detail: dict, at: str) -> list[list[float]]:
-    """``location`` [{x, y}] in percent -> [[x, y]] image fractions."""
-    loc = detail.get("location", [])
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _points(detail: dict, at: str, units: PointUnits) -> list[list[float]]:
+    """``location`` or ``coordinates`` (either key; a list of ``{x, y}`` or one) in
+    ``units`` of the image's sides -> ``[[x, y]]`` fractions. A result with neither key is
+    an error: it is not 'clicked nothing' (that is an empty list)."""
+    key = next((k for k in POINT_KEYS if k in detail), None)
+    if key is None:
+        raise _bad(at, "location", f"missing (a locate result carries one of {POINT_KEYS})")
+    loc = detail[key]
     loc = [loc] if isinstance(loc, dict) else loc
+    if not isinstance(loc, list):
+        raise _bad(at, key, f"expected a list of {{x, y}}, got {_short(loc)}")
+    top = 100 if units == "percent" else 1
     pts = []
-    for p in loc if isinstance(loc, list) else [None]:
+    for p in loc:
         x, y = (p.get("x"), p.get("y")) if isinstance(p, dict) else (None, None)
-        if not all(isinstance(v, (int, float)) and 0 <= v <= 100 for v in (x, y)):
-            raise _bad(at, "location", f"expected {{x, y}} in percent (0-100), got {p!r}")
-        pts.append([x / 100, y / 100])
+        if not all(_number(v) and 0 <= v <= top for v in (x, y)):
+            why = f"expected {{x, y}} in {units} (0-{top}), got {_short(p)}"
+            if units == "ratio" and all(_number(v) and 0 <= v <= 100 for v in (x, y)):
+                why += "; are these percent? pass --point-units percent"
+            raise _bad(at, key, why)
+        pts.append([x / top, y / top])
     return pts
 
 
 def _words(detail: dict, tokens: list[str], at: str) -> list[int]:
-    """``selectedWords`` [{word, wordIndex}] -> indices, each word checked against the prompt."""
+    """``selectedWords`` [{word, wordIndex}] -> indices, each word checked against the prompt.
+
+    A result without the key is an error; an empty list is a real "nothing selected"."""
+    if "selectedWords" not in detail:
+        raise _bad(at, "selectedWords", "missing (a select-words result carries it)")
+    words = detail["selectedWords"]
+    if not isinstance(words, list):
+        raise _bad(at, "selectedWords", f"expected a list, got {_short(words)}")
     sel = []
-    for w in detail.get("selectedWords") or []:
+    for w in words:
         idx, word = (w.get("wordIndex"), w.get("word")) if isinstance(w, dict) else (None, None)
-        if not isinstance(idx, int) or not 0 <= idx < len(tokens):
-            why = f"word index {idx!r} outside the prompt's {len(tokens) - 1} words + {NO_MISTAKE}"
+        if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(tokens):
+            why = (
+                f"word index {_short(idx)} outside the prompt's {len(tokens) - 1} words + "
+                f"{NO_MISTAKE}"
+            )
             raise _bad(at, "selectedWords", why)
         if word != tokens[idx]:
-            why = f"word {word!r} at index {idx}, but the prompt has {tokens[idx]!r} there"
+            why = f"word {_short(word)} at index {idx}, but the prompt has {tokens[idx]!r} there"
             raise _bad(at, "selectedWords", why)
         sel.append(idx)
     return sel
+
+
+def _short(v: Any, limit: int = 120) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _as_dict(v: Any, at: str, field: str) -> dict:
+    """``v`` if it is an object (None -> {}), else an InputError naming the field."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _bad(at, field, f"expected an object, got {_short(v)}")
+    return v
 
 
 def _results_items(doc: Any, path: Path) -> tuple[list[dict], str]:
@@ -95,9 +142,9 @@ def _results_items(doc: Any, path: Path) -> tuple[list[dict], str]:
     raise InputError(f"{path}: not a Rapidata results file (no results[] or results.data[])")
 
 
-def _annotator(detail: dict, task: str, name: str, k: int) -> tuple[str, bool]:
+def _annotator(detail: dict, task: str, name: str, k: int, at: str) -> tuple[str, bool]:
     """The annotator id the results carry, else a stable id for this response."""
-    user = detail.get("userDetails") or {}
+    user = _as_dict(detail.get("userDetails"), at, "userDetails")
     for src in (detail, user):
         for key in _ID_KEYS:
             v = src.get(key)
@@ -107,12 +154,20 @@ def _annotator(detail: dict, task: str, name: str, k: int) -> tuple[str, bool]:
     return f"anon-{digest}", False
 
 
-def _weight(detail: dict, layout: str) -> float | None:
-    user = detail.get("userDetails") or {}
-    w = (user.get("userScores") or {}).get("global") if layout == "3.x" else user.get("userScore")
+def _weight(detail: dict, layout: str, at: str) -> float | None:
+    user = _as_dict(detail.get("userDetails"), at, "userDetails")
+    scores = _as_dict(user.get("userScores"), at, "userDetails.userScores")
+    w = scores.get("global") if layout == "3.x" else user.get("userScore")
     if w is None:  # accept either key in either layout
-        w = user.get("userScore", (user.get("userScores") or {}).get("global"))
-    return float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) else None
+        w = user.get("userScore", scores.get("global"))
+    if w is None:
+        return None
+    if not _number(w):
+        raise _bad(at, "userDetails", f"expected a numeric trust score, got {_short(w)}")
+    try:
+        return float(w)  # the aggregation rejects weights beyond MAX_WEIGHT
+    except OverflowError:
+        return float("inf")
 
 
 def convert_results(
@@ -121,6 +176,7 @@ def convert_results(
     images: Images,
     path: Path,
     coherence_scale: CoherenceScale = "severity",
+    point_units: PointUnits = "percent",
 ) -> tuple[list[dict], dict[str, Any]]:
     """One job's results document -> (interchange rows, notes).
 
@@ -148,10 +204,15 @@ def convert_results(
             unmatched.append(name)
             continue
         tokens = images.tokens[row] + [NO_MISTAKE]
-        for k, detail in enumerate(item.get("detailedResults") or []):
-            at = f"{where}.detailedResults[{k}]"
-            ann, has_id = _annotator(detail, task, name, k)
-            weight = _weight(detail, layout)
+        details = item.get("detailedResults")
+        if not isinstance(details, list):
+            raise _bad(where, "detailedResults", f"expected a list, got {_short(details)}")
+        for k, detail in enumerate(details):
+            at = f"{where} ({name!r}).detailedResults[{k}]"
+            if not isinstance(detail, dict):
+                raise InputError(f"{at}: expected an object, got {_short(detail)}")
+            ann, has_id = _annotator(detail, task, name, k, at)
+            weight = _weight(detail, layout, at)
             notes["no_weight"] += weight is None
             notes["no_annotator_id"] += not has_id
             out: dict[str, Any] = {
@@ -163,12 +224,36 @@ def convert_results(
             if task in CRITERIA:
                 out["rating"] = _rating(detail, task, coherence_scale, at)
             elif task in ("coherence_points", "alignment_points"):
-                out["points"] = _points(detail, at)
+                out["points"] = _points(detail, at, point_units)
             else:
                 out["selected"] = _words(detail, tokens, at)
             rows.append(out)
     notes["unmatched"] = unmatched
+    coords = [c for r in rows for p in r.get("points", ()) for c in p]
+    if point_units == "percent" and coords and max(coords) <= 0.01:
+        raise InputError(
+            f"{path}: every coordinate is at most 1 percent of the image: these look like "
+            "ratios in [0, 1]; pass --point-units ratio (or percent if they truly are)"
+        )
     return rows, notes
+
+
+def _load_json(path: Path) -> Any:
+    """A results file's JSON; anything unreadable is one InputError naming the file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise InputError(f"{path}: malformed JSON: {exc}") from None
 
 
 def import_rapidata(
@@ -176,6 +261,7 @@ def import_rapidata(
     jobs: dict[str, str | Path] | list[tuple[str, str | Path]],
     out: str | Path,
     coherence_scale: CoherenceScale = "severity",
+    point_units: PointUnits = "percent",
 ) -> dict[str, Any]:
     """Convert Rapidata results files (``task -> results.json``) into one responses file.
 
@@ -191,13 +277,8 @@ def import_rapidata(
     summary: dict[str, Any] = {"jobs": []}
     for task, p in pairs:
         path = Path(p)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
-        got, notes = convert_results(doc, task, images, path, coherence_scale)
+        doc = _load_json(path)
+        got, notes = convert_results(doc, task, images, path, coherence_scale, point_units)
         if notes["unmatched"]:
             names = notes["unmatched"]
             listed = ", ".join(repr(n) for n in names[:MAX_LISTED])

@@ -256,8 +256,14 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
         # takes the line-by-line path; with as many rows as lines, row k is line first + k
         body = block[:-1] if block.endswith(b"\n") else block
         # pyarrow does not check UTF-8: a block with invalid bytes goes line by line, where
-        # each such line is rejected (ids are compared as the exact text given)
-        if b"\n\n" not in body and not body.startswith(b"\n") and _is_utf8(block):
+        # each such line is rejected (ids are compared as the exact text given); nor does
+        # it refuse a line 'null' (an empty row; first in a block, pyarrow 26 crashes)
+        if (
+            b"\n\n" not in body
+            and not body.startswith(b"\n")
+            and _lines_open_objects(body)
+            and _is_utf8(block)
+        ):
             try:
                 table = pj.read_json(io.BytesIO(block), parse_options=opts)
                 if table.num_rows == n_lines:
@@ -290,6 +296,13 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
                 )
                 records.append((n, text[:1000], why))
         yield _records_to_parsed(path, records, False, len(records))
+
+
+def _lines_open_objects(body: bytes) -> bool:
+    """Whether every line of ``body`` starts with ``{`` (vectorised over the block)."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    starts = np.concatenate([[0], np.flatnonzero(data == ord("\n")) + 1])
+    return bool(data.size) and bool((data[starts[starts < data.size]] == ord("{")).all())
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -61,6 +61,7 @@ HOSTILE = [
     (line({**GOOD, "rating": {"deep": [1, 2]}}), "rating", "expected a number"),
     (line({**GOOD, "annotator_id": ["u1"]}), "annotator_id", "expected a string"),
     (line([1, 2, 3]), "", "expected a JSON object"),
+    (b"null", "", "expected a JSON object"),  # pyarrow 26 reads it as an empty row, or crashes
 ]
 
 

@@ -126,7 +126,9 @@ def test_bad_details(campaign, mutate, match):
     mutate(doc["results"][0]["detailedResults"][0])
     path = root / "x.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match=rf"x.json: results\[0\].detailedResults\[0\]: {match}"):
+    name = doc["results"][0]["originalFileName"]
+    at = rf"x.json: results\[0\] \('{name}'\).detailedResults\[0\]"
+    with pytest.raises(InputError, match=rf"{at}: {match}"):
         import_rapidata(imgs, [(task, path)], root / "o.jsonl")
 
 
@@ -148,3 +150,102 @@ def test_not_a_results_file(campaign):
     path.write_text(json.dumps({"hello": 1}))
     with pytest.raises(InputError, match="not a Rapidata results file"):
         import_rapidata(imgs, [("style", path)], root / "o.jsonl")
+
+
+# ------------------------------------------------------------- never guess, never crash
+
+
+def _one(campaign, task, detail, name=None):
+    root, images, rows, imgs = campaign
+    doc = {
+        "results": [
+            {
+                "originalFileName": name or f"{images[0]['image_id']}.jpg",
+                "detailedResults": [detail],
+            }
+        ]
+    }
+    path = root / f"{task}.json"
+    path.write_text(json.dumps(doc))
+    return imgs, path
+
+
+def test_locate_reads_location_or_coordinates_alike(campaign):
+    root = campaign[0]
+    got = {}
+    for key in ("location", "coordinates"):
+        imgs, path = _one(campaign, "coherence_points", {key: [{"x": 25, "y": 50}]})
+        import_rapidata(imgs, [("coherence_points", path)], root / f"{key}.jsonl")
+        got[key] = json.loads((root / f"{key}.jsonl").read_text())["points"]
+    assert got["location"] == got["coordinates"] == [[0.25, 0.5]]
+
+
+def test_missing_result_keys_are_errors_not_nothing(campaign):
+    root, images = campaign[0], campaign[1]
+    name = f"{images[0]['image_id']}.jpg"
+    for task, key in (("coherence_points", "location"), ("words", "selectedWords")):
+        imgs, path = _one(campaign, task, {"userDetails": {}})
+        with pytest.raises(InputError, match=rf"results\[0\] \('{name}'\).*field '{key}': miss"):
+            import_rapidata(imgs, [(task, path)], root / "x.jsonl")
+    # an empty list is a real "nothing"
+    imgs, path = _one(campaign, "words", {"selectedWords": []})
+    import_rapidata(imgs, [("words", path)], root / "w.jsonl")
+    assert json.loads((root / "w.jsonl").read_text())["selected"] == []
+
+
+def test_point_units(campaign):
+    root = campaign[0]
+    imgs, path = _one(campaign, "alignment_points", {"coordinates": [{"x": 0.25, "y": 0.5}]})
+    with pytest.raises(InputError, match="pass --point-units ratio"):
+        import_rapidata(imgs, [("alignment_points", path)], root / "p.jsonl")
+    import_rapidata(imgs, [("alignment_points", path)], root / "r.jsonl", point_units="ratio")
+    assert json.loads((root / "r.jsonl").read_text())["points"] == [[0.25, 0.5]]
+    imgs, path = _one(campaign, "alignment_points", {"coordinates": [{"x": 25, "y": 50}]})
+    with pytest.raises(InputError, match="are these percent"):
+        import_rapidata(imgs, [("alignment_points", path)], root / "q.jsonl", point_units="ratio")
+
+
+HOSTILE_FILES = [
+    b"\xff\xfe",
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"results": [' + b"1" * 5000 + b"]}",
+    b"null",
+    b'{"results": 5}',
+    b'{"results": [5]}',
+    b'{"results": [{"originalFileName": 7}]}',
+    b'{"results": [{"originalFileName": "NAME"}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": {"a": 1}}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": "xx"}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [7]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [{"userDetails": [1]}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": '
+    b'[{"userDetails": {"userScores": [1]}}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": '
+    b'[{"userDetails": {"userScores": {"global": "high"}}}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": '
+    b'[{"userDetails": {"userScores": {"global": 1' + b"0" * 400 + b"}}}]}]}",
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [{"location": 5}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [{"location": [{"x": true, '
+    b'"y": 1}]}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [{"location": [{"x": 1e999, '
+    b'"y": 1}]}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [{"selectedWords": '
+    b'[{"wordIndex": true, "word": "a"}]}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [{"selectedWords": "a"}]}]}',
+    b'{"results": [{"originalFileName": "NAME", "detailedResults": [{"selectedCategory": 3}]}]}',
+    b'{"results": {"data": {"x": 1}}}',
+]
+
+
+@pytest.mark.parametrize("task", ["coherence_points", "words", "style"])
+@pytest.mark.parametrize("body", HOSTILE_FILES, ids=range(len(HOSTILE_FILES)))
+def test_hostile_results_files_are_one_line(campaign, capsys, body, task):
+    root, images, _, _ = campaign
+    path = root / "hostile.json"
+    path.write_bytes(body.replace(b"NAME", f"{images[0]['image_id']}.jpg".encode()))
+    args = ["import-rapidata", "--images", str(root / "images.jsonl"), "--out"]
+    rc = main([*args, str(root / "o.jsonl"), f"{task}={path}"])
+    err = capsys.readouterr().err
+    assert rc in (0, 1) and "Traceback" not in err and "internal error" not in err
+    if rc == 1:
+        assert err.strip().count("\n") == 0 and str(path) in err
