@@ -21,6 +21,30 @@ from rfengine.options import AggregateOptions
 from rfengine.result import AggregationResult, Scores, WordScores
 from rfengine.schema import CRITERIA, POINT_TASKS, Task, size_key, split_size_key
 
+_NUMPY = {torch.float16: np.float16, torch.float32: np.float32}
+
+
+def rapidata_pixels(points: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """Points as Rapidata's 2025 script placed them, returned as their pixels' centres.
+
+    The script read each click as ``(x, int(y))`` in percent and snapped it to pixel
+    ``min(int(x / 100 * W), W - 1)`` (likewise y) in float64. ``points`` are fractions
+    (percent / 100, as ``import-rapidata`` writes them); the percent is recovered to 1e-9,
+    so that 0.29 is 29 %, not 28.999... Returns ``(P, 2)`` fractions ``(pixel + 0.5) /
+    side``, which the kernel snaps back to the same pixels.
+
+    x = 29 % of 100 px is pixel 28 in float64 (29 / 100 * 100 = 28.999...), as in the
+    script; y = 30.7 % is cut to 30 %, pixel 30:
+
+    >>> rapidata_pixels(np.array([[0.29, 0.307]]), np.array([100]), np.array([100]))
+    array([[0.285, 0.305]])
+    """
+    x, y = points[:, 0], points[:, 1]
+    y_cut = np.floor(y * 100 + 1e-9) / 100  # int() of the percent value
+    col = np.minimum(np.floor(x * width), width - 1)
+    row = np.minimum(np.floor(y_cut * height), height - 1)
+    return np.stack([(col + 0.5) / width, (row + 0.5) / height], axis=1)
+
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + n)`` over pairs ``(s, n)``, without a Python loop."""
@@ -90,7 +114,12 @@ def aggregate_heatmaps(
     budget: int,
     progress: bool = False,
 ) -> list[np.ndarray | None]:
-    """One heatmap kind for every image: ``(H, W)`` arrays, or None where not collected."""
+    """One heatmap kind for every image: ``(H, W)`` arrays, or None where not collected.
+
+    ``rapidata-2025`` as published: an image where an annotator of this kind clicked nothing
+    is all NaN (the script's 0/0), and points are snapped to native pixels in float64 with
+    y cut to a whole percent first (``rapidata_pixels``).
+    """
     n = len(images)
     m = r.task == task
     resp_img = r.image[m]
@@ -104,6 +133,10 @@ def aggregate_heatmaps(
     # responses with points; Responses are sorted by image, so each image's are contiguous
     resp = np.flatnonzero(m)
     lens = r.point_offsets[resp + 1] - r.point_offsets[resp]
+    nan_maps = np.zeros(n, dtype=bool)
+    if preset == "rapidata-2025":
+        nan_maps[r.image[resp[lens == 0]]] = True
+        present &= ~nan_maps
     resp, lens = resp[lens > 0], lens[lens > 0]
     bounds = np.searchsorted(r.image[resp], np.arange(n + 1))
     # one output buffer, reused across the chunks of a size (chunks come grouped by size, so
@@ -121,6 +154,8 @@ def aggregate_heatmaps(
         c_resp, c_lens = resp[sel], lens[sel]
         pts = r.points[_ranges(r.point_offsets[c_resp], c_lens)]
         ann_img = np.searchsorted(members, r.image[c_resp])  # position in the chunk
+        if preset == "rapidata-2025":
+            pts = rapidata_pixels(pts, np.repeat(w, len(pts)), np.repeat(h, len(pts)))
         weight = r.weight[c_resp] if preset == "default" else np.ones(len(c_resp))
         scale = weight / denom[r.image[c_resp]]
 
@@ -151,6 +186,9 @@ def aggregate_heatmaps(
             out[k] = host[q]
         bar.update(len(members))
     bar.close()
+    for k in np.flatnonzero(nan_maps):
+        h, w = size or (int(images.height[k]), int(images.width[k]))
+        out[k] = np.full((h, w), np.nan, dtype=_NUMPY[dtype])
     return out
 
 
@@ -161,16 +199,17 @@ def compute(
     stats: ReadStats,
     *,
     row_offset: int = 0,
+    norm_bounds: dict[str, tuple[float, float]] | None = None,
     progress: bool = False,
 ) -> AggregationResult:
     """Scores, word scores and heatmaps of ``images`` from ``resp`` (indices into ``images``).
 
     ``row_offset`` is the row of ``images[0]`` in the whole images table (a partition's
-    start); ``stats`` are the read counts that go with the result.
+    start); ``stats`` are the read counts that go with the result; ``norm_bounds`` the
+    result's (see ``AggregationResult``).
     """
     dev = options.device
-    if options.weights == "uniform":
-        resp = replace(resp, weight=np.ones_like(resp.weight))
+    resp = _weighted(resp, options)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     scores = aggregate_scores(images, resp, dev)
@@ -193,8 +232,51 @@ def compute(
     }
     timings["splat"] = time.perf_counter() - t0
     return AggregationResult(
-        images, scores, words, heatmaps, options, stats, timings=timings, row_offset=row_offset
+        images,
+        scores,
+        words,
+        heatmaps,
+        options,
+        stats,
+        timings=timings,
+        row_offset=row_offset,
+        norm_bounds=norm_bounds or {},
     )
 
 
-__all__ = ["aggregate_heatmaps", "aggregate_scores", "aggregate_words", "compute"]
+def _weighted(resp: Responses, options: AggregateOptions) -> Responses:
+    """The responses with the weights ``options.weights`` asks for."""
+    if options.weights == "uniform":
+        return replace(resp, weight=np.ones_like(resp.weight))
+    return resp
+
+
+def score_ranges(
+    images: Images, resp: Responses, options: AggregateOptions
+) -> dict[str, tuple[float, float]]:
+    """Per criterion, ``(min, max)`` of the scores of ``images`` (for min-max norms)."""
+    scores = aggregate_scores(images, _weighted(resp, options), options.device)
+    return {c: s.range() for c, s in scores.items()}
+
+
+def merge_ranges(
+    ranges: list[dict[str, tuple[float, float]]],
+) -> dict[str, tuple[float, float]]:
+    """The overall ``(min, max)`` per criterion of several ranges (NaN ones ignored)."""
+    out = {}
+    for c in CRITERIA:
+        lo = [r[c][0] for r in ranges if not np.isnan(r[c][0])]
+        hi = [r[c][1] for r in ranges if not np.isnan(r[c][1])]
+        out[c] = (min(lo), max(hi)) if lo else (np.nan, np.nan)
+    return out
+
+
+__all__ = [
+    "aggregate_heatmaps",
+    "aggregate_scores",
+    "aggregate_words",
+    "compute",
+    "merge_ranges",
+    "rapidata_pixels",
+    "score_ranges",
+]

@@ -33,7 +33,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
-from rfengine.aggregate import compute
+from rfengine.aggregate import compute, merge_ranges, score_ranges
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
@@ -158,14 +158,22 @@ def aggregate_partition(
     hi: int,
     options: AggregateOptions,
     progress: bool = False,
+    norm_bounds: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[AggregationResult, list[Rejection]]:
     """The aggregate stage on images ``lo:hi``: ``rows`` (validated, schema ``KEPT``) hold
     all their responses. Returns the partition's result, whose ``stats`` count the rows
-    it used and the repeats it rejected, and those rejections."""
+    it used and the repeats it rejected, and those rejections. ``norm_bounds``: the whole
+    run's score ranges, for the ``rapidata-2025`` preset's min-max norms (None: this
+    partition is the whole run)."""
     done = reader.finish(rows)
     resp = replace(done.responses, image=done.responses.image - lo)
     stats = ReadStats.of(reader.paths, done.used, reader.rejected_per_file(done.rejected))
-    result = compute(images.subset(lo, hi), resp, options, stats, row_offset=lo, progress=progress)
+    sub = images.subset(lo, hi)
+    if options.preset == "rapidata-2025" and norm_bounds is None:
+        norm_bounds = score_ranges(sub, resp, options)
+    result = compute(
+        sub, resp, options, stats, row_offset=lo, norm_bounds=norm_bounds, progress=progress
+    )
     return result, done.rejected
 
 
@@ -321,6 +329,11 @@ def _aggregate_to_disk(
     timings["read_partition"] = state["read_s"]
     per_part = state["per_part"]
     n_parts = math.ceil(n_img / per_part) if n_img else 0
+    if opts.preset == "rapidata-2025" and "norm_bounds" not in state:
+        # min-max norms over the whole run: every partition's scores first (cheap: no maps)
+        state["norm_bounds"] = _score_bounds(reader, work, imgs, per_part, n_parts, opts)
+        work.save(state)
+    bounds = {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
 
     t_reduce = t_splat = 0.0
     t0 = time.perf_counter()
@@ -331,7 +344,7 @@ def _aggregate_to_disk(
         lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
         done = state["parts"].get(str(p))
         if done is None:
-            done = _aggregate_part(reader, work, imgs, p, lo, hi, opts)
+            done = _aggregate_part(reader, work, imgs, p, lo, hi, opts, bounds)
             state["parts"][str(p)] = done
             work.save(state)
         t_reduce += done["timings"]["reduce"]
@@ -403,6 +416,29 @@ def _partition(
     return reader.stats
 
 
+def _partition_rows(work: WorkDir, p: int) -> pa.Table:
+    path = work.dir / "parts" / f"part-{p:05d}.arrow"
+    return pa.ipc.open_file(str(path)).read_all() if path.exists() else KEPT.empty_table()
+
+
+def _score_bounds(
+    reader: ResponseReader,
+    work: WorkDir,
+    imgs: Images,
+    per_part: int,
+    n_parts: int,
+    options: AggregateOptions,
+) -> dict[str, tuple[float, float]]:
+    """Per criterion, the run's ``(min, max)`` score, partition by partition."""
+    ranges = []
+    for p in range(n_parts):
+        lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
+        done = reader.finish(_partition_rows(work, p))
+        resp = replace(done.responses, image=done.responses.image - lo)
+        ranges.append(score_ranges(imgs.subset(lo, hi), resp, options))
+    return merge_ranges(ranges)
+
+
 def _aggregate_part(
     reader: ResponseReader,
     work: WorkDir,
@@ -411,12 +447,14 @@ def _aggregate_part(
     lo: int,
     hi: int,
     options: AggregateOptions,
+    norm_bounds: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """The aggregate and write stages for partition ``p`` (images ``lo:hi``); returns its
     record in the progress file."""
-    path = work.dir / "parts" / f"part-{p:05d}.arrow"
-    rows = pa.ipc.open_file(str(path)).read_all() if path.exists() else KEPT.empty_table()
-    result, rejected = aggregate_partition(reader, rows, imgs, lo, hi, options)
+    rows = _partition_rows(work, p)
+    result, rejected = aggregate_partition(
+        reader, rows, imgs, lo, hi, options, norm_bounds=norm_bounds
+    )
     del rows
     (work.dir / "dataset-parts").mkdir(exist_ok=True)
     write_dataset_part(result, work.dir / "dataset-parts" / f"part-{p:05d}.arrow")

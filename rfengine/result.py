@@ -15,6 +15,9 @@ from rfengine.errors import Rejection
 from rfengine.ingest import Images, ReadStats
 from rfengine.options import AggregateOptions
 
+#: the rating scale: ``*_score_norm`` = (score - 1) / 4 by default
+LIKERT_RANGE = (1.0, 5.0)
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -33,7 +36,18 @@ class Scores:
     @property
     def norm(self) -> np.ndarray:
         """``(score - 1) / 4`` in [0, 1]."""
-        return (self.score - 1.0) / 4.0
+        return self.normalised(LIKERT_RANGE)
+
+    def normalised(self, bounds: tuple[float, float]) -> np.ndarray:
+        """``(score - lo) / (hi - lo)`` for ``bounds = (lo, hi)`` (NaN where hi == lo)."""
+        lo, hi = bounds
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self.score - lo) / (hi - lo)
+
+    def range(self) -> tuple[float, float]:
+        """``(min, max)`` of the non-null scores (NaN, NaN when there are none)."""
+        ok = self.score[~np.isnan(self.score)]
+        return (float(ok.min()), float(ok.max())) if ok.size else (np.nan, np.nan)
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,14 @@ class AggregationResult:
     timings: dict[str, float] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)
     row_offset: int = 0  # row of images[0] in the whole images table (a partition's start)
+    #: per criterion, the (lo, hi) that ``*_score_norm`` maps to [0, 1]: the Likert range
+    #: (1, 5) unless set (the ``rapidata-2025`` preset: the run's min and max)
+    norm_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def score_norm(self, criterion: str) -> np.ndarray:
+        """``(N,)`` normalised scores of ``criterion`` (see ``norm_bounds``)."""
+        bounds = self.norm_bounds.get(criterion, LIKERT_RANGE)
+        return self.scores[criterion].normalised(bounds)
 
 
 __all__ = ["AggregationResult", "Scores", "WordScores"]

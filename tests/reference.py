@@ -64,8 +64,11 @@ def ref_default_heatmap(annotators: list[tuple[list, float]], W: int, H: int, ou
     return acc / total
 
 
-def ref_rapidata_heatmap(annotators: list[list[tuple[float, float]]], W: int, H: int):
-    """The published method (Rapidata's 2025 script, with its NaN defect fixed)."""
+def ref_published_filter(annotators: list[list[tuple[float, float]]], W: int, H: int):
+    """What the kernel's ``rapidata-2025`` preset computes from fraction clicks: each
+    snapped to its native pixel, one ``gaussian_filter`` per annotator, max-normalised, the
+    mean over annotators (one without clicks adds a zero map). The aggregation adds the
+    script's percent quirks and NaN maps around it (``ref_rapidata_heatmap``)."""
     if not annotators:
         return None
     sigma = min(W, H) / 20
@@ -79,3 +82,29 @@ def ref_rapidata_heatmap(annotators: list[list[tuple[float, float]]], W: int, H:
         m = gaussian_filter(m, sigma=sigma, truncate=3)
         acc += m / m.max()
     return acc / len(annotators)
+
+
+def ref_rapidata_heatmap(annotators: list[list[dict[str, float]]], W: int, H: int):
+    """Rapidata's 2025 script (``create_rich_annot_heatmaps.py`` at 6dcf33c), transcribed:
+    clicks in percent, y cut by ``int()``, snapped in float64, one ``gaussian_filter`` per
+    annotator, max-normalised, plain mean; an annotator without clicks gives 0/0 = NaN."""
+    if not annotators:
+        return None
+    sigma = min(W, H) / 20
+    heatmaps = []
+    for location in annotators:
+        points = [(p["x"], int(p["y"])) for p in location]
+        heatmap = np.zeros((H, W))
+        for x, y in points:
+            x, y = min(int(x / 100 * W), W - 1), min(int(y / 100 * H), H - 1)
+            heatmap[y, x] += 1
+        heatmap = gaussian_filter(heatmap, sigma=sigma, truncate=3)
+        with np.errstate(invalid="ignore"):
+            heatmap /= heatmap.max()
+        heatmaps.append(heatmap)
+    return np.array(heatmaps).mean(axis=0)
+
+
+def as_percent(points: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """Interchange-format fractions as the ``location`` percent the script read."""
+    return [{"x": x * 100, "y": y * 100} for x, y in points]

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 from fixtures import DEVICES, by_image, make_campaign, make_rows, write_jsonl
-from reference import ref_default_heatmap, ref_rapidata_heatmap, ref_scores, ref_word_scores
+from reference import (
+    as_percent,
+    ref_default_heatmap,
+    ref_rapidata_heatmap,
+    ref_scores,
+    ref_word_scores,
+)
 
 from rfengine import InputError, aggregate
 from rfengine.schema import CRITERIA
@@ -76,7 +82,7 @@ def test_heatmaps_match_reference_in_float16(campaign, preset, size, device):
             if preset == "default":
                 ref = ref_default_heatmap(anns, W, H, out_hw)
             else:
-                ref = ref_rapidata_heatmap([p for p, _ in anns], W, H)
+                ref = ref_rapidata_heatmap([as_percent(p) for p, _ in anns], W, H)
             got = res.heatmaps[kind][k]
             if ref is None:
                 assert got is None
@@ -164,8 +170,9 @@ def test_annotator_without_points_counts_as_zero_map(tmp_path):
     ]
     res = aggregate(ip, write_jsonl(tmp_path / "r.jsonl", rows), dtype="float32")
     assert res.heatmaps["coherence"][0].max() == pytest.approx(0.25, abs=1e-6)
+    # the published method: that annotator's map is 0/0, so the whole image's mean is NaN
     pub = aggregate(ip, tmp_path / "r.jsonl", preset="rapidata-2025", dtype="float32")
-    assert pub.heatmaps["coherence"][0].max() == pytest.approx(0.5, abs=1e-6)
+    assert np.isnan(pub.heatmaps["coherence"][0]).all()
 
 
 def test_small_memory_budget_gives_same_result(campaign):

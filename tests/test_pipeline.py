@@ -103,11 +103,11 @@ def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
     real = pipeline._aggregate_part
     calls = []
 
-    def flaky(reader, work, imgs, p, lo, hi, options):
+    def flaky(reader, work, imgs, p, *rest):
         calls.append(p)
         if p == 2:
             raise KeyboardInterrupt  # interrupted in the middle of the third partition
-        return real(reader, work, imgs, p, lo, hi, options)
+        return real(reader, work, imgs, p, *rest)
 
     monkeypatch.setattr(pipeline, "_aggregate_part", flaky)
     with pytest.raises(KeyboardInterrupt):

@@ -19,7 +19,33 @@ if TYPE_CHECKING:
     from rfengine.result import AggregationResult
 
 
-def features(with_image: bool, heatmap_dtype: str) -> Features:
+#: the published dataset's columns in its order (Rapidata/text-2-image-Rich-Human-Feedback)
+PUBLISHED_ORDER = (
+    "image",
+    "prompt",
+    "word_scores",
+    "alignment_score_norm",
+    "coherence_score_norm",
+    "style_score_norm",
+    "alignment_heatmap",
+    "coherence_heatmap",
+    "alignment_score",
+    "coherence_score",
+    "style_score",
+)
+
+
+def column_order(names: list[str], preset: str) -> list[str]:
+    """The dataset's column order: ``rapidata-2025`` puts the published columns in the
+    published order (rfengine's after them); ``default`` keeps scores, then norms, then maps."""
+    if preset != "rapidata-2025":
+        return names
+    return [n for n in PUBLISHED_ORDER if n in names] + [
+        n for n in names if n not in PUBLISHED_ORDER
+    ]
+
+
+def features(with_image: bool, heatmap_dtype: str, preset: str = "default") -> Features:
     """The declared schema (never inferred): published columns first, then rfengine's."""
     cols: dict = {}
     if with_image:
@@ -39,7 +65,7 @@ def features(with_image: bool, heatmap_dtype: str) -> Features:
         cols[f"{c}_count"] = Value("int32")
         cols[f"{c}_weight"] = Value("float32")
         cols[f"{c}_std"] = Value("float32")
-    return Features(cols)
+    return Features({name: cols[name] for name in column_order(list(cols), preset)})
 
 
 def _nullable(values: np.ndarray, null: np.ndarray, typ: pa.DataType) -> pa.Array:
@@ -67,12 +93,16 @@ def word_scores_json(result: AggregationResult, rows: range) -> list[str | None]
     """``[[word, score], ...]`` per image of ``rows`` (JSON text), None without word responses."""
     out: list[str | None] = []
     w = result.words
+    rounded = result.options.preset == "rapidata-2025"
     for k in rows:
         tokens = result.images.tokens[k]
         if w.count[k] == 0:
             out.append(None)
             continue
-        pairs = [[t, v] for t, v in zip(tokens, w.word_values(k).tolist(), strict=True)]
+        values = w.word_values(k).tolist()
+        if rounded:  # as published: 4 decimals, a zero as the integer 0
+            values = [round(v, 4) or 0 for v in values]
+        pairs = [[t, v] for t, v in zip(tokens, values, strict=True)]
         out.append(json.dumps(pairs, ensure_ascii=False))
     return out
 
@@ -86,7 +116,7 @@ def build_table(
     rows = slice(lo, hi)
     with_image = any(p is not None for p in imgs.paths)
     opts = result.options
-    feats = features(with_image, opts.dtype_name)
+    feats = features(with_image, opts.dtype_name, opts.preset)
     cols: dict[str, pa.Array] = {}
     if with_image:
         cols["image"] = pa.array(
@@ -103,7 +133,8 @@ def build_table(
         cols[f"{c}_score"] = _nullable(s.score[rows], np.isnan(s.score[rows]), pa.float32())
     for c in CRITERIA:
         s = result.scores[c]
-        cols[f"{c}_score_norm"] = _nullable(s.norm[rows], np.isnan(s.score[rows]), pa.float32())
+        norm = result.score_norm(c)[rows]
+        cols[f"{c}_score_norm"] = _nullable(norm, np.isnan(norm), pa.float32())
     for kind in sorted(HEATMAP_KINDS):  # the published order: alignment, coherence
         cols[f"{kind}_heatmap"] = heatmap_column(result.heatmaps[kind][rows], opts.arrow_type)
     cols["image_id"] = pa.array(imgs.ids[rows], pa.string())
@@ -116,7 +147,7 @@ def build_table(
         cols[f"{c}_count"] = pa.array(s.count[rows], pa.int32())
         cols[f"{c}_weight"] = pa.array(s.weight[rows], pa.float32())
         cols[f"{c}_std"] = _nullable(s.std[rows], np.isnan(s.std[rows]), pa.float32())
-    table = pa.table(cols).cast(feats.arrow_schema)
+    table = pa.table({name: cols[name] for name in feats}).cast(feats.arrow_schema)
     return table, feats
 
 
@@ -140,7 +171,8 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
             acc = 0
     if bounds[-1] != n:
         bounds.append(n)
-    feats = features(any(p is not None for p in result.images.paths), result.options.dtype_name)
+    with_image = any(p is not None for p in result.images.paths)
+    feats = features(with_image, result.options.dtype_name, result.options.preset)
     with ArrowWriter(features=feats, path=str(path)) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             writer.write_table(build_table(result, lo, hi)[0])

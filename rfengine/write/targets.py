@@ -14,7 +14,7 @@ tensor                      shape, dtype    meaning
 ``alignment_heatmap``       (N, H, W)       likewise
 ``alignment_mask``          (N,) bool
 ``scores``                  (N, 3) float32  style, coherence, alignment means (0 if null)
-``scores_norm``             (N, 3) float32  (score - 1) / 4
+``scores_norm``             (N, 3) float32  (score - 1) / 4; min-max for ``rapidata-2025``
 ``scores_mask``             (N, 3) bool     score present
 ``word_values``             (T,) float32    per-token weight sums, image after image
 ``word_offsets``            (N + 1,) int64  image k's tokens: values[off[k]:off[k+1]]
@@ -75,10 +75,12 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
         t[f"{kind}_heatmap"] = stack
         t[f"{kind}_mask"] = torch.tensor([m is not None for m in maps], dtype=torch.bool)
     score = np.stack([result.scores[c].score[rows] for c in CRITERIA], 1)
-    norm = np.stack([result.scores[c].norm[rows] for c in CRITERIA], 1)
+    norm = np.stack([result.score_norm(c)[rows] for c in CRITERIA], 1)
     mask = ~np.isnan(score)
     t["scores"] = torch.from_numpy(np.where(mask, score, 0).astype(np.float32))
-    t["scores_norm"] = torch.from_numpy(np.where(mask, norm, 0).astype(np.float32))
+    t["scores_norm"] = torch.from_numpy(
+        np.where(mask & ~np.isnan(norm), norm, 0).astype(np.float32)
+    )
     t["scores_mask"] = torch.from_numpy(mask)
     words = result.words
     vals = [words.word_values(k) for k in rows]

@@ -4,7 +4,7 @@ import torch
 from fixtures import DEVICES
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from reference import ref_default_heatmap, ref_default_map, ref_rapidata_heatmap
+from reference import ref_default_heatmap, ref_default_map, ref_published_filter
 from rfengine.kernels import (
     MIN_EXPONENT,
     annotator_peaks,
@@ -167,7 +167,7 @@ def test_rapidata_heatmap_matches_published_method(device, W, H):
             ([tuple(rng.random(2)) for _ in range(rng.integers(0, 4))], 1.0)
             for _ in range(rng.integers(1, 8))
         ]
-        ref = ref_rapidata_heatmap([p for p, _ in anns], W, H)
+        ref = ref_published_filter([p for p, _ in anns], W, H)
         got = run_splat(anns, W, H, preset="rapidata-2025", device=device)
         np.testing.assert_allclose(got, ref, atol=1e-12)
 
@@ -211,7 +211,7 @@ def test_published_peak_moves_towards_a_near_edge():
     got = run_splat([([(0.5, (H - 1.5) / H)], 1.0)], W, H, preset="rapidata-2025")
     assert np.unravel_index(got.argmax(), got.shape) == (H - 1, 30)
     np.testing.assert_allclose(
-        got, ref_rapidata_heatmap([[(0.5, (H - 1.5) / H)]], W, H), atol=1e-12
+        got, ref_published_filter([[(0.5, (H - 1.5) / H)]], W, H), atol=1e-12
     )
 
 
