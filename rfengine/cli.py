@@ -321,8 +321,15 @@ def _add_campaign(sub: argparse._SubParsersAction) -> None:
     )
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     launch = verbs.add_parser("launch", help="create the stage-one jobs (or plan all six)")
-    launch.add_argument("--images", required=True, type=Path, help="images table with paths")
-    launch.add_argument("--out", required=True, type=Path, help="campaign file to write")
+    how = launch.add_mutually_exclusive_group(required=True)
+    how.add_argument("--images", type=Path, help="images table with paths")
+    how.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CAMPAIGN",
+        help="continue an interrupted launch from its campaign file; nothing is created twice",
+    )
+    launch.add_argument("--out", type=Path, help="campaign file to write (with --images)")
     launch.add_argument("--config", type=Path, help="JSON overriding the seed's job settings")
     launch.add_argument(
         "--dry-run", action="store_true", help="print the jobs as JSON; no credentials, no network"
@@ -344,11 +351,22 @@ def _add_campaign(sub: argparse._SubParsersAction) -> None:
 def cmd_campaign_launch(args: argparse.Namespace) -> int:
     from rfengine import campaign as rd
 
+    if args.resume is None and args.out is None and not args.dry_run:
+        raise UsageError("campaign launch --images needs --out (the campaign file to write)")
+    out = args.resume or args.out
     with redirect_stdout(sys.stderr):  # the SDK prints progress; stdout carries the JSON
-        plans = rd.launch(args.images, args.out, rd.load_config(args.config), dry_run=args.dry_run)
+        plans = rd.launch(
+            args.images,
+            out,
+            rd.load_config(args.config),
+            dry_run=args.dry_run,
+            resume=args.resume is not None,
+        )
+    for warning in dict.fromkeys(w for plan in plans for w in plan["warnings"]):
+        print(f"rfengine: warning: {warning}", file=sys.stderr)
     _print_json(plans)
     if not args.dry_run:
-        print(f"rfengine: stage one launched; campaign file {args.out}", file=sys.stderr)
+        print(f"rfengine: stage one launched; campaign file {out}", file=sys.stderr)
     return 0
 
 

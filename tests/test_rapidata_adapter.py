@@ -53,58 +53,112 @@ def no_network(monkeypatch):
 
 
 class FakeService:
-    """A MagicMock openapi_service with ids, job states and downloadable results."""
+    """The rapidata service behind the real SDK's seam (a MagicMock openapi_service), with
+    the service's states as read from rapidata 3.27.1's source:
+
+    - a new custom audience is CREATED, with no recruits: a job on it can never produce
+      responses, and the SDK's ``get_results`` says so; "global" is READY; a filtered view
+      (``audience.filter``) reuses its base's pool and is READY;
+    - a job definition advances its revision on ``save()`` (as the real save does, moving
+      the object to the new revision), and ``job_post`` must receive the saved revision;
+    - a job reports the audience it was assigned to; results are served by job id.
+    Dataset uploads inside definition creation are stubbed (``create_general``).
+    """
 
     def __init__(self, monkeypatch):
         self.svc = svc = MagicMock()
         svc.environment = "rapidata.ai"
         self.definitions: list[dict] = []
         self.saved: list[tuple[str, dict]] = []
+        self.revisions: dict[str, int] = {}  # definition id -> latest saved revision
         self.results: dict[str, dict] = {}
         self.jobs: dict[str, str] = {}  # job id -> definition id
+        self.job_audience: dict[str, str] = {}
+        self.audiences: dict[str, str] = {"global": "Ready"}  # id -> status
+        self.filtered: dict[str, tuple[str, object]] = {}  # id -> (base id, filter model)
 
         def create_general(manager, **kw):
             self.definitions.append(kw)
+            def_id = f"def-{len(self.definitions)}"
+            self.revisions[def_id] = 1
             return RapidataJobDefinition(
-                id=f"def-{len(self.definitions)}", name=kw["name"], openapi_service=svc, revision=1
+                id=def_id, name=kw["name"], openapi_service=svc, revision=1
             )
 
         def save(definition, require_latest=False):
             self.saved.append((definition.id, dict(definition._pending)))
-            definition._pending.clear()
-            return 2
+            self.revisions[definition.id] += 1
+            definition._revision_number = self.revisions[definition.id]
+            definition._loaded_snapshot = None
+            definition._pending = {}
+            return definition._revision_number
 
         monkeypatch.setattr(RapidataJobManager, "_create_general_job_definition", create_general)
         monkeypatch.setattr(RapidataJobDefinition, "save", save)
 
         def job_post(create_job_endpoint_input):
+            inp = create_job_endpoint_input
+            saved = self.revisions[inp.job_definition_id]
+            if inp.revision_number != saved:
+                raise AssertionError(f"job_post got revision {inp.revision_number}, saved {saved}")
+            if inp.audience_id not in self.audiences:
+                raise AssertionError(f"job_post to an unknown audience {inp.audience_id!r}")
             job_id = f"job-{len(self.jobs) + 1}"
-            self.jobs[job_id] = create_job_endpoint_input.job_definition_id
-            return MagicMock(job_id=job_id)
+            self.jobs[job_id] = inp.job_definition_id
+            self.job_audience[job_id] = inp.audience_id
+            return MagicMock(job_id=job_id, cost_warning=None, content_check_skip_denied=None)
 
         def job_get(*args, **kwargs):
             job_id = kwargs.get("job_id", args[0] if args else None)
             return SimpleNamespace(
                 job_id=job_id,
                 name="job",
-                audience_id="global",
+                audience_id=self.job_audience[job_id],
                 created_at=datetime(2026, 1, 1),
                 definition_id=self.jobs[job_id],
                 pipeline_id="pipe",
                 state=AudienceJobState("Completed"),
             )
 
+        def definition_get(definition_id):
+            return SimpleNamespace(definition_id=definition_id, name=definition_id)
+
+        def revision_get(definition_id, revision_number):
+            assert revision_number <= self.revisions[definition_id]
+            return SimpleNamespace(revision_number=revision_number)
+
         api = svc.order.job_api
         api.job_post.side_effect = job_post
         api.job_job_id_get.side_effect = job_get
+        api.job_definition_definition_id_get.side_effect = definition_get
+        api.job_definition_definition_id_revision_revision_number_get.side_effect = revision_get
         api.job_job_id_download_results_get.side_effect = lambda job_id: json.dumps(
             self.results[job_id]
         ).encode()
+
+        def audience_get(*args, **kwargs):
+            aid = kwargs.get("audience_id", args[0] if args else None)
+            if aid not in self.audiences:
+                raise RuntimeError(f"404: no audience {aid!r}")
+            return SimpleNamespace(name=aid, status=AudienceStatus(self.audiences[aid]), filters=[])
+
+        def audience_post(*args, **kwargs):
+            aid = f"aud-custom-{len(self.audiences)}"
+            self.audiences[aid] = "Created"  # no qualification examples, no recruiting
+            return SimpleNamespace(audience_id=aid)
+
+        def filter_post(base_audience_id, create_filtered_audience_endpoint_input):
+            aid = f"filtered-{len(self.filtered) + 1}"
+            self.filtered[aid] = (base_audience_id, create_filtered_audience_endpoint_input.filter)
+            self.audiences[aid] = "Ready"  # the base's graduated pool, sliced
+            return SimpleNamespace(audience_id=aid)
+
         audiences = svc.audience.audience_api
-        audiences.audience_audience_id_get.return_value.status = AudienceStatus.READY
+        audiences.audience_audience_id_get.side_effect = audience_get
+        audiences.audience_post.side_effect = audience_post
+        audiences.audience_base_audience_id_filter_post.side_effect = filter_post
         # recruiting metrics unavailable: the SDK then judges the audience by its status
         audiences.audience_audience_id_user_metrics_get.side_effect = RuntimeError("offline")
-        svc.audience.audience_api.audience_post.return_value.audience_id = "aud-en"
         self.client = SimpleNamespace(
             job=RapidataJobManager(openapi_service=svc),
             audience=RapidataAudienceManager(openapi_service=svc),
@@ -166,7 +220,19 @@ def test_dry_run_prints_the_six_seed_jobs(sim, capsys, monkeypatch):
         by["words"]["sentences"][0].endswith(" [No_Mistake]")
         and len(by["words"]["sentences"]) == 10
     )
-    assert by["words"]["audience"] == {"name": "English speakers (rfengine)", "languages": ["en"]}
+    assert by["words"]["audience"] == {"base": "global", "filters": {"language": ["en"]}}
+    assert by["style"]["audience"] == {"id": "global"}
+    assert by["style"]["settings"] == {"NoShuffleSetting": True}
+    assert by["coherence_points"]["settings"] == {"LocateMaxPointsSetting": 3}
+    assert by["alignment"]["settings"] == {
+        "NoShuffleSetting": True,
+        "OriginalLanguageOnlySetting": True,
+    }
+    assert by["words"]["settings"] == {"OriginalLanguageOnlySetting": True}
+    assert by["alignment_points"]["settings"] == {
+        "LocateMaxPointsSetting": 3,
+        "OriginalLanguageOnlySetting": True,
+    }
     assert by["coherence"]["answer_options"][4].startswith("5: Severe")  # asked as severity
     assert all(j["responses_per_datapoint"] >= 20 for j in jobs if j["kind"] == "classification")
     assert by["alignment"]["validation_set_id"] == "676199a5ef7af86285630ea6"
@@ -182,7 +248,9 @@ def test_dry_run_prints_the_six_seed_jobs(sim, capsys, monkeypatch):
             "sentences",
             "responses_per_datapoint",
             "audience",
+            "settings",
             "validation_set_id",
+            "warnings",
         }
 
 
@@ -205,12 +273,115 @@ def test_launch_makes_the_sdk_calls(sim, fake, tmp_path):
         ("def-3", {"validation_set_id": "676199a5ef7af86285630ea6"}),
         ("def-4", {"validation_set_id": "6761a86eef7af86285630ea8"}),
     ]
-    audience_post = fake.svc.audience.audience_api.audience_post
-    assert audience_post.call_count == 1  # the English-speaking audience for the word task
     state = json.loads(camp.read_text())
     assert [j["job_id"] for j in state["jobs"]] == ["job-1", "job-2", "job-3", "job-4"]
-    assert state["jobs"][3]["audience_id"] == "aud-en" and state["stage"] == 1
+    assert [j["revision"] for j in state["jobs"]] == [1, 1, 2, 2]  # saved revisions ran
+    assert state["stage"] == 1
     assert "secret" not in camp.read_text().lower()
+
+
+def test_the_word_task_reaches_english_speakers_in_the_global_pool(sim, fake, tmp_path):
+    camp = tmp_path / "c.json"
+    rd.launch(sim / "images.jsonl", camp)
+    assert fake.svc.audience.audience_api.audience_post.call_count == 0  # no new audience
+    words = json.loads(camp.read_text())["jobs"][3]
+    assert words["task"] == "words" and words["audience_id"] in fake.filtered
+    base, flt = fake.filtered[words["audience_id"]]
+    assert base == "global" and "en" in json.dumps(flt.to_dict())
+    assert fake.job_audience[words["job_id"]] == words["audience_id"]
+    assert {fake.job_audience[j["job_id"]] for j in json.loads(camp.read_text())["jobs"][:3]} == {
+        "global"
+    }
+    # and its results can be fetched (a custom audience's could not: see below)
+    fake.results[words["job_id"]] = {"results": []}
+    job = fake.client.job.get_job_by_id(words["job_id"])
+    assert job.get_results() is not None
+
+
+def test_a_new_custom_audience_never_produces_responses(fake):
+    """What the old words job did: the fake behaves like the service (the SDK refuses)."""
+    aud = fake.client.audience.create_audience(name="English speakers")
+    fake.revisions["def-x"] = 1
+    definition = RapidataJobDefinition(id="def-x", name="w", openapi_service=fake.svc, revision=1)
+    job = aud.assign_job(definition)
+    fake.results[job.id] = {"results": []}
+    with pytest.raises(Exception, match="can never produce responses"):
+        job.get_results()
+
+
+def test_every_locate_job_caps_clicks_at_three(sim, fake, tmp_path):
+    images, rows = rows_of(sim)
+    camp = tmp_path / "c.json"
+    rd.launch(sim / "images.jsonl", camp)
+    for rec in json.loads(camp.read_text())["jobs"]:
+        fake.results[rec["job_id"]] = to_rapidata_results(rows, images, rec["task"], with_ids=False)
+    rd.next_stage(rd.Campaign.load(camp), threshold=3.0)
+    located = [d for d in fake.definitions if d["name"].endswith("heatmap")]
+    assert located
+    for d in located:
+        caps = [s for s in d["settings"] if type(s).__name__ == "LocateMaxPointsSetting"]
+        assert [s.value for s in caps] == [3]
+
+
+def test_an_interrupted_launch_resumes_without_creating_twice(sim, fake, tmp_path, monkeypatch):
+    camp = tmp_path / "c.json"
+    real = service._define
+    calls = []
+
+    def flaky(*a, **k):
+        calls.append(a[1])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed while creating the third definition
+        return real(*a, **k)
+
+    monkeypatch.setattr(service, "_define", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        rd.launch(sim / "images.jsonl", camp)
+    state = json.loads(camp.read_text())
+    assert [j["task"] for j in state["jobs"]] == ["style", "coherence"]
+    assert not fake.jobs  # nothing assigned (billed) before every definition is saved
+    monkeypatch.setattr(service, "_define", real)
+    # then interrupted while assigning: the second job_post fails
+    post = fake.svc.order.job_api.job_post
+    real_post, n = post.side_effect, []
+
+    def failing_post(**kw):
+        n.append(1)
+        if len(n) == 2:
+            raise ConnectionError("connection reset")
+        return real_post(**kw)
+
+    post.side_effect = failing_post
+    assert main(["campaign", "launch", "--resume", str(camp)]) == 1  # one line, no traceback
+    post.side_effect = real_post
+    assert main(["campaign", "launch", "--resume", str(camp)]) == 0
+    state = json.loads(camp.read_text())
+    assert len(fake.definitions) == 4 and len(fake.jobs) == 4  # nothing made twice
+    assert [j["task"] for j in state["jobs"]] == list(rd.STAGE_ONE)
+    assert all("job_id" in j for j in state["jobs"])
+
+
+def test_an_older_rapidata_is_refused_with_what_to_install(monkeypatch):
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "version", lambda name: "3.27.0")
+    with pytest.raises(InputError, match=r"rapidata 3.27.0 is installed; .*>= 3.27.1, < 4"):
+        rd.require_rapidata()
+
+
+def test_prompts_are_normalised_and_long_ones_warned(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    long = "a  red\tcar " + "very " * 90
+    rows = [{"image_id": "a", "prompt": long, "path": "a.png"}]
+    (tmp_path / "images.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    args = ["campaign", "launch", "--images", str(tmp_path / "images.jsonl"), "--dry-run"]
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    jobs = {j["task"]: j for j in map(json.loads, cap.out.splitlines())}
+    assert jobs["words"]["sentences"][0].startswith("a red car very very")
+    assert "prompt of" in cap.err and "shortens" in cap.err and cap.err.count("warning") == 1
 
 
 def test_status_from_another_process(sim, fake, tmp_path, capsys):
@@ -228,7 +399,9 @@ def test_fetch_next_stage_and_aggregate_end_to_end(sim, fake, tmp_path, layout):
     camp = tmp_path / "c.json"
     rd.launch(sim / "images.jsonl", camp)
     for rec in json.loads(camp.read_text())["jobs"]:
-        fake.results[rec["job_id"]] = to_rapidata_results(rows, images, rec["task"], layout)
+        fake.results[rec["job_id"]] = to_rapidata_results(
+            rows, images, rec["task"], layout, with_ids=False
+        )  # the documented results format carries no annotator id
     plans = rd.next_stage(rd.Campaign.load(camp), threshold=3.0)
     state = json.loads(camp.read_text())
     assert state["stage"] == 2
@@ -246,7 +419,9 @@ def test_fetch_next_stage_and_aggregate_end_to_end(sim, fake, tmp_path, layout):
         if rec["stage"] == 2:
             keep = set(rec["image_ids"])
             sub = [r for r in rows if r["image_id"] in keep]
-            fake.results[rec["job_id"]] = to_rapidata_results(sub, images, rec["task"], layout)
+            fake.results[rec["job_id"]] = to_rapidata_results(
+                sub, images, rec["task"], layout, with_ids=False
+            )
     out = tmp_path / "responses.jsonl"
     assert main(["campaign", "fetch", str(camp), "--out", str(out)]) == 0
     first = out.read_bytes()
@@ -257,9 +432,11 @@ def test_fetch_next_stage_and_aggregate_end_to_end(sim, fake, tmp_path, layout):
         r for r in rows if r["task"] in located and r["image_id"] in located[r["task"]]["image_ids"]
     ]
     assert len(fetched) == len(expected)
-    assert sorted((r["image_id"], r["annotator_id"], r["task"]) for r in fetched) == sorted(
-        (r["image_id"], r["annotator_id"], r["task"]) for r in expected
+    # the documented results carry no annotator id: each response gets a stable one
+    assert sorted((r["image_id"], r["task"]) for r in fetched) == sorted(
+        (r["image_id"], r["task"]) for r in expected
     )
+    assert all(r["annotator_id"].startswith("anon-") for r in fetched)
     # and the engine aggregates them
     manifest = cli_aggregate(sim / "images.jsonl", [out], tmp_path / "agg")
     assert manifest["counts"]["rows_used"] == len(fetched)

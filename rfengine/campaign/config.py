@@ -14,6 +14,10 @@ STAGE_ONE = ("style", "coherence", "alignment", "words")
 STAGE_TWO = ("coherence_points", "alignment_points")
 
 #: The seed's jobs (../shared/seed): instructions, options, validation sets and audiences.
+#: An audience is ``{"id": ...}`` (an existing audience, e.g. the ready "global" pool) or
+#: ``{"base": ..., "filters": {"language": [...]}}`` (a filtered view of one: no new
+#: recruiting). ``original_language_only`` keeps the prompt untranslated where translation
+#: would change what is judged (alignment, its areas, and the words).
 SEED_CONFIG: dict[str, Any] = {
     "threshold": 3.0,
     "jobs": {
@@ -32,6 +36,7 @@ SEED_CONFIG: dict[str, Any] = {
             "context": None,
             "responses_per_datapoint": 20,
             "validation_set_id": None,
+            "original_language_only": False,
             "audience": {"id": "global"},
         },
         "coherence": {
@@ -49,6 +54,7 @@ SEED_CONFIG: dict[str, Any] = {
             "context": None,
             "responses_per_datapoint": 20,
             "validation_set_id": None,
+            "original_language_only": False,
             "audience": {"id": "global"},
         },
         "alignment": {
@@ -65,6 +71,7 @@ SEED_CONFIG: dict[str, Any] = {
             "context": "prompt",
             "responses_per_datapoint": 20,
             "validation_set_id": "676199a5ef7af86285630ea6",
+            "original_language_only": True,
             "audience": {"id": "global"},
         },
         "words": {
@@ -76,7 +83,8 @@ SEED_CONFIG: dict[str, Any] = {
             "context": None,
             "responses_per_datapoint": 10,
             "validation_set_id": "6761a86eef7af86285630ea8",
-            "audience": {"name": "English speakers (rfengine)", "languages": ["en"]},
+            "original_language_only": True,
+            "audience": {"base": "global", "filters": {"language": ["en"]}},
         },
         "coherence_points": {
             "kind": "locate",
@@ -87,6 +95,7 @@ SEED_CONFIG: dict[str, Any] = {
             "context": None,
             "responses_per_datapoint": 10,
             "validation_set_id": None,
+            "original_language_only": False,
             "audience": {"id": "global"},
         },
         "alignment_points": {
@@ -98,10 +107,37 @@ SEED_CONFIG: dict[str, Any] = {
             "context": "prompt",
             "responses_per_datapoint": 10,
             "validation_set_id": "67689e58026456ec851f51f8",
+            "original_language_only": True,
             "audience": {"id": "global"},
         },
     },
 }
+
+
+AUDIENCE_FILTERS = ("language",)
+
+
+def check_audience(spec: Any, where: str) -> None:
+    """An audience spec is ``{"id": str}`` or ``{"base": str, "filters": {"language": [..]}}``."""
+    ok = isinstance(spec, dict) and (
+        (set(spec) == {"id"} and isinstance(spec["id"], str) and spec["id"])
+        or (
+            set(spec) == {"base", "filters"}
+            and isinstance(spec["base"], str)
+            and isinstance(spec["filters"], dict)
+            and spec["filters"]
+            and set(spec["filters"]) <= set(AUDIENCE_FILTERS)
+            and all(
+                isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+                for v in spec["filters"].values()
+            )
+        )
+    )
+    if not ok:
+        raise InputError(
+            f'{where}: expected {{"id": "..."}} or {{"base": "global", "filters": '
+            f'{{"language": ["en"]}}}}, got {spec!r}'
+        )
 
 
 def load_config(path: str | Path | None) -> dict[str, Any]:
@@ -122,6 +158,7 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
         if bad:
             raise InputError(f"{path}: jobs.{task}: unknown fields {sorted(bad)}")
         config["jobs"][task].update(fields)
+        check_audience(config["jobs"][task]["audience"], f"{path}: jobs.{task}.audience")
     if "threshold" in user:
         config["threshold"] = float(user["threshold"])
     return config

@@ -1,4 +1,5 @@
-"""What launching a job creates: datapoints, sentences and the dry-run's record."""
+"""What launching a job creates: datapoints, contexts, sentences, settings, audience, and
+the dry-run's record. Pure: nothing here talks to the service or needs rapidata."""
 
 from __future__ import annotations
 
@@ -6,7 +7,43 @@ from typing import Any
 
 from rfengine.errors import InputError
 from rfengine.ingest import Images
-from rfengine.schema import NO_MISTAKE
+from rfengine.schema import MAX_POINTS, NO_MISTAKE
+
+#: longer prompts are shortened by an LLM when used as a context on the service
+MAX_CONTEXT_CHARS = 400
+
+
+def normalise_prompt(prompt: str) -> str:
+    """Whitespace collapsed to single spaces: the service re-splits sentences on whitespace,
+    and the importer reads word indices into ``prompt.split()``, so both see these words."""
+    return " ".join(prompt.split())
+
+
+def job_settings(job: dict[str, Any]) -> dict[str, Any]:
+    """The rapidata settings a job carries, by class name, with their values.
+
+    Classification options stay in order (``NoShuffleSetting``); locate jobs take at most
+    ``MAX_POINTS`` clicks (``LocateMaxPointsSetting``); ``original_language_only`` keeps
+    the prompt untranslated (``OriginalLanguageOnlySetting``).
+    """
+    out: dict[str, Any] = {}
+    if job["kind"] == "classification":
+        out["NoShuffleSetting"] = True
+    if job["kind"] == "locate":
+        out["LocateMaxPointsSetting"] = MAX_POINTS
+    if job.get("original_language_only"):
+        out["OriginalLanguageOnlySetting"] = True
+    return out
+
+
+def long_prompts(images: Images, rows: list[int]) -> list[str]:
+    """One warning per image whose prompt the service would shorten as a context."""
+    return [
+        f"image {images.ids[k]!r}: prompt of {len(p)} characters; the service shortens "
+        f"contexts over {MAX_CONTEXT_CHARS} with an LLM"
+        for k in rows
+        if len(p := normalise_prompt(images.prompts[k])) > MAX_CONTEXT_CHARS
+    ]
 
 
 def _datapoints(images: Images, rows: list[int]) -> list[str]:
@@ -28,8 +65,8 @@ def _datapoints(images: Images, rows: list[int]) -> list[str]:
 def plan_job(task: str, config: dict[str, Any], images: Images, rows: list[int]) -> dict[str, Any]:
     """What launching ``task`` on images ``rows`` will create (the dry-run's record)."""
     job = config["jobs"][task]
-    prompts = [images.prompts[k] for k in rows]
-    audience = job["audience"]
+    prompts = [normalise_prompt(images.prompts[k]) for k in rows]
+    uses_prompt = job["context"] == "prompt" or job["kind"] == "select_words"
     return {
         "task": task,
         "kind": job["kind"],
@@ -42,6 +79,8 @@ def plan_job(task: str, config: dict[str, Any], images: Images, rows: list[int])
         if job["kind"] == "select_words"
         else None,
         "responses_per_datapoint": job["responses_per_datapoint"],
-        "audience": audience,
+        "settings": job_settings(job),
+        "audience": job["audience"],
         "validation_set_id": job["validation_set_id"],
+        "warnings": long_prompts(images, rows) if uses_prompt else [],
     }

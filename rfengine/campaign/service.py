@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rfengine.campaign.config import FORMAT, STAGE_ONE, STAGE_TWO, load_config
-from rfengine.campaign.plan import _datapoints, plan_job
+from rfengine.campaign.plan import _datapoints, job_settings, normalise_prompt, plan_job
 from rfengine.campaign.state import Campaign
 from rfengine.errors import InputError
 from rfengine.ingest import Images, read_images
@@ -19,17 +21,34 @@ from rfengine.ingest.rapidata import CoherenceScale, import_rapidata
 from rfengine.pipeline import aggregate
 from rfengine.schema import NO_MISTAKE, POINT_TASKS
 
+#: the oldest rapidata with what launch needs: a job definition's validation_set_id and
+#: save() (3.27.1), and filtered audiences (3.21)
+MIN_RAPIDATA = (3, 27, 1)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
 
 def require_rapidata() -> Any:
-    """Import rapidata (telemetry export off unless asked for), or say how to install it."""
+    """Import rapidata (telemetry export off unless asked for), checking its version; else
+    an InputError that says what is installed and what to install."""
     os.environ.setdefault("RAPIDATA_DISABLE_OTLP", "1")
     os.environ.setdefault("RAPIDATA_AGENT_HINT", "0")
+    want = "pip install 'rfengine[rapidata]' (rapidata>=3.27.1,<4)"
+    try:
+        installed = metadata.version("rapidata")
+    except metadata.PackageNotFoundError:
+        raise InputError(f"this needs the Rapidata client: {want}") from None
+    if not MIN_RAPIDATA <= _version(installed) < (4,):
+        raise InputError(
+            f"rapidata {installed} is installed; the campaign needs >= 3.27.1, < 4 (job "
+            f"definitions' validation sets and save() arrived in 3.27.1): {want}"
+        )
     try:
         import rapidata
-    except ImportError:
-        raise InputError(
-            "this needs the Rapidata client: pip install 'rfengine[rapidata]'"
-        ) from None
+    except ImportError as exc:
+        raise InputError(f"rapidata {installed} cannot be imported ({exc}): {want}") from None
     return rapidata
 
 
@@ -38,35 +57,45 @@ def make_client() -> Any:
     return require_rapidata().RapidataClient()
 
 
+def _settings(job: dict[str, Any]) -> list[Any]:
+    """The job's settings (``plan.job_settings``) as rapidata objects."""
+    rapidata = require_rapidata()
+    made = []
+    for name, value in job_settings(job).items():
+        cls = getattr(rapidata, name)
+        made.append(cls() if value is True else cls(value))
+    return made
+
+
 def _audience(client: Any, spec: dict[str, Any]) -> Any:
+    """``{"id": ...}``: that audience; ``{"base": ..., "filters": {"language": [...]}}``: a
+    filtered view of the base audience's graduated pool (no new audience, no recruiting)."""
     if "id" in spec:
         return client.audience.get_audience_by_id(spec["id"])
     rapidata = require_rapidata()
-    filters = [rapidata.LanguageFilter(spec["languages"])] if spec.get("languages") else []
-    return client.audience.create_audience(name=spec["name"], filters=filters)
+    base = client.audience.get_audience_by_id(spec["base"])
+    return base.filter([rapidata.LanguageFilter(spec["filters"]["language"])])
 
 
-def _create(
+def _define(
     client: Any, task: str, config: dict[str, Any], images: Images, rows: list[int]
-) -> dict:
-    """Create one job definition, set its validation set, assign it to its audience."""
-    rapidata = require_rapidata()
+) -> dict[str, Any]:
+    """Create one job definition with its settings and validation set, saved: the record
+    of what was created (``definition_id``, ``revision``)."""
     job = config["jobs"][task]
     datapoints = _datapoints(images, rows)
-    prompts = [images.prompts[k] for k in rows]
+    prompts = [normalise_prompt(images.prompts[k]) for k in rows]
     contexts = prompts if job["context"] == "prompt" else None
     common = {
         "name": job["name"],
         "instruction": job["instruction"],
         "datapoints": datapoints,
         "responses_per_datapoint": job["responses_per_datapoint"],
+        "settings": _settings(job),
     }
     if job["kind"] == "classification":
         definition = client.job.create_classification_job_definition(
-            **common,
-            answer_options=job["answer_options"],
-            contexts=contexts,
-            settings=[rapidata.NoShuffleSetting()],
+            **common, answer_options=job["answer_options"], contexts=contexts
         )
     elif job["kind"] == "locate":
         definition = client.job.create_locate_job_definition(**common, contexts=contexts)
@@ -78,53 +107,96 @@ def _create(
     if job["validation_set_id"]:
         definition.validation_set_id = job["validation_set_id"]
         definition.save()
-    audience = _audience(client, job["audience"])
-    assigned = audience.assign_job(definition)
     return {
         "task": task,
         "definition_id": str(definition.id),
-        "job_id": str(assigned.id),
-        "audience_id": str(audience.id),
+        "revision": definition.revision,
         "image_ids": [images.ids[k] for k in rows],
     }
 
 
+def _assign(client: Any, rec: dict[str, Any], config: dict[str, Any], campaign: Campaign) -> None:
+    """Assign a defined job to its audience, recording each thing created as it is."""
+    spec = config["jobs"][rec["task"]]["audience"]
+    if "audience_id" not in rec:
+        rec["audience_id"] = str(_audience(client, spec).id)
+        campaign.save()
+    audience = client.audience.get_audience_by_id(rec["audience_id"])
+    definition = client.job.get_job_definition_by_id(rec["definition_id"], rec["revision"])
+    rec["job_id"] = str(audience.assign_job(definition).id)
+    campaign.save()
+
+
+def _run(client: Any, campaign: Campaign, tasks: list[str], images: Images) -> None:
+    """Define every missing job of ``tasks`` (saved and recorded one by one), then assign
+    every unassigned one: a repeat after an interruption creates nothing twice."""
+    state = campaign.state
+    config = state["config"]
+    by_task = {r["task"]: r for r in state["jobs"] if r["stage"] == state["stage"]}
+    index = {im: k for k, im in enumerate(images.ids)}
+    for task in tasks:
+        rec = by_task.get(task)
+        if rec is None:
+            rows = [index[i] for i in state["planned"][task]]
+            rec = dict(_define(client, task, config, images, rows), stage=state["stage"])
+            state["jobs"].append(rec)
+            campaign.save()
+            by_task[task] = rec
+    for task in tasks:
+        if "job_id" not in by_task[task]:
+            _assign(client, by_task[task], config, campaign)
+
+
 def launch(
-    images_path: str | Path,
-    out: str | Path,
+    images_path: str | Path | None,
+    out: str | Path | None,
     config: dict[str, Any] | None = None,
     *,
     dry_run: bool = False,
+    resume: bool = False,
     client: Any = None,
 ) -> list[dict[str, Any]]:
     """Launch stage one (or, with ``dry_run``, only plan all six jobs); returns the plans.
 
     The dry run needs no credentials and no network: stage-two jobs are planned on every
-    image (an upper bound; ``next-stage`` picks the poorly rated ones).
+    image (an upper bound; ``next-stage`` picks the poorly rated ones). A launch first
+    creates and saves every job definition, then assigns them, writing the campaign file
+    after each step that creates something; ``resume=True`` continues an interrupted
+    launch from that file (``out``) without creating anything twice.
     """
-    config = config or load_config(None)
-    images = read_images(images_path)
+    out = Path(out) if out is not None else None
+    if resume:
+        campaign = Campaign.load(out)
+        config, images = campaign.state["config"], campaign.images
+    else:
+        config = config or load_config(None)
+        images = read_images(images_path)
     rows = list(range(len(images)))
     plans = [dict(plan_job(t, config, images, rows), stage=1) for t in STAGE_ONE]
     if dry_run:
         return plans + [dict(plan_job(t, config, images, rows), stage=2) for t in STAGE_TWO]
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} exists: a campaign file is written once")
-    _datapoints(images, rows)  # check before creating anything
-    client = client or make_client()
-    state = {
-        "format": FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "images": str(Path(images_path).resolve()),
-        "config": config,
-        "stage": 1,
-        "jobs": [],
-    }
-    campaign = Campaign(out, state)
-    for task in STAGE_ONE:
-        state["jobs"].append(dict(_create(client, task, config, images, rows), stage=1))
-        campaign.save()  # a partial launch is recorded as far as it got
+    if out is None:
+        raise InputError("launch needs the campaign file to write (--out)")
+    if not resume:
+        if out.exists():
+            raise FileExistsError(
+                f"{out} exists: a campaign file is written once (--resume continues it)"
+            )
+        _datapoints(images, rows)  # check before creating anything
+        state = {
+            "format": FORMAT,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "images": str(Path(images_path).resolve()),
+            "config": config,
+            "stage": 1,
+            "planned": {t: list(images.ids) for t in STAGE_ONE},
+            "jobs": [],
+        }
+        campaign = Campaign(out, state)
+        campaign.save()
+    elif campaign.state["stage"] != 1:
+        raise InputError(f"{out}: stage one was launched in full already")
+    _run(client or make_client(), campaign, list(STAGE_ONE), images)
     return plans
 
 
@@ -191,7 +263,11 @@ def next_stage(
 ) -> list[dict[str, Any]]:
     """Launch the locate jobs for images rated below ``threshold`` in stage one."""
     if campaign.state["stage"] != 1:
-        raise InputError(f"{campaign.path}: stage two was launched already")
+        if all("job_id" in r for r in campaign.state["jobs"]):
+            raise InputError(f"{campaign.path}: stage two was launched already")
+        # an interrupted stage-two launch: finish it, creating nothing twice
+        _run(client or make_client(), campaign, list(campaign.state["planned"]), campaign.images)
+        return []
     client = client or make_client()
     config = campaign.state["config"]
     threshold = config["threshold"] if threshold is None else threshold
@@ -201,14 +277,14 @@ def next_stage(
     _responses(campaign, client, stage_one, responses, images)
     scores = aggregate(images, responses, device="cpu").scores
     plans = []
+    planned = {}
     for points_task in POINT_TASKS:
         task, criterion = points_task.label, points_task.heatmap_kind
         rows = np.flatnonzero(scores[criterion].score < threshold).tolist()  # nulls are NaN
         plans.append(dict(plan_job(task, config, images, rows), stage=2))
         if rows:
-            rec = _create(client, task, config, images, rows)
-            campaign.state["jobs"].append(dict(rec, stage=2))
-    campaign.state["stage"] = 2
-    campaign.state["threshold_used"] = threshold
+            planned[task] = [images.ids[k] for k in rows]
+    campaign.state.update(stage=2, threshold_used=threshold, planned=planned)
     campaign.save()
+    _run(client, campaign, list(planned), images)
     return plans
