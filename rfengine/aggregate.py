@@ -231,6 +231,7 @@ def compute(
         for task in POINT_TASKS
     }
     timings["splat"] = time.perf_counter() - t0
+    clicks = {task.heatmap_kind: image_clicks(len(images), resp, task) for task in POINT_TASKS}
     return AggregationResult(
         images,
         scores,
@@ -241,7 +242,18 @@ def compute(
         timings=timings,
         row_offset=row_offset,
         norm_bounds=norm_bounds or {},
+        clicks=clicks,
     )
+
+
+def image_clicks(n: int, r: Responses, task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """Every click of ``task`` grouped by image: ``(offsets (n + 1,), points (P, 2))``
+    (Responses are sorted by image, so each image's clicks are contiguous)."""
+    resp = np.flatnonzero(r.task == task)
+    lens = r.point_offsets[resp + 1] - r.point_offsets[resp]
+    points = r.points[_ranges(r.point_offsets[resp], lens)]
+    per_image = np.bincount(np.repeat(r.image[resp], lens), minlength=n)
+    return np.concatenate([[0], np.cumsum(per_image)]).astype(np.int64), points
 
 
 def _weighted(resp: Responses, options: AggregateOptions) -> Responses:
@@ -276,6 +288,7 @@ __all__ = [
     "aggregate_scores",
     "aggregate_words",
     "compute",
+    "image_clicks",
     "merge_ranges",
     "rapidata_pixels",
     "score_ranges",

@@ -397,6 +397,79 @@ def cmd_campaign_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fractions(text: str) -> tuple[float, float, float]:
+    parts = [float(v) for v in text.split(",")]
+    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-9:
+        raise ValueError(f"expected three fractions summing to 1, e.g. 0.9,0.05,0.05, got {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="an output in another tool's layout (richhf: what a RAHF trainer reads)",
+        description="Write an aggregation output as the RichHF-18K-style DatasetDict "
+        "(train/dev/test) that youweiliang/RichHF's trainer loads: 512x512 8-bit maps "
+        "(artifact = coherence, misalignment = alignment), scores in [0, 1], clean and "
+        "labeled prompts, the image bytes.",
+    )
+    p.add_argument("output", type=Path, help="an rfengine aggregate output folder")
+    p.add_argument("--format", choices=["richhf"], required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder to write (save_to_disk)")
+    p.add_argument(
+        "--split",
+        type=_typed(_fractions),
+        default=(0.9, 0.05, 0.05),
+        help="train,dev,test fractions (default 0.9,0.05,0.05), by a seeded hash of the id",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=float, default=0.5, help="word share for '_0' labels")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rfengine.export import export_richhf
+
+    counts = export_richhf(
+        args.output,
+        args.out,
+        fractions=args.split,
+        seed=args.seed,
+        threshold=args.threshold,
+        overwrite=args.overwrite,
+    )
+    print(f"rfengine: richhf {counts} -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a model's predictions against an output's targets (RAHF's metrics)",
+        description="Heatmaps: MSE, CC, KLD, SIM, NSS, AUC-Judd; scores: PLCC, SRCC; words: "
+        "precision, recall, F1 of misaligned tokens. PRED: a safetensors file or folder "
+        "with metadata image_ids and coherence_heatmap / alignment_heatmap (N, H, W), "
+        "scores_norm (N, 3), word_probs + word_offsets.",
+    )
+    p.add_argument("--target", type=Path, required=True, help="an rfengine output folder")
+    p.add_argument("--pred", type=Path, required=True, help="predictions (.safetensors)")
+    p.add_argument("--json", type=Path, help="also write the report here")
+    p.add_argument("--threshold", type=float, default=0.5, help="word share = misaligned")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rfengine.metrics import evaluate
+
+    report = evaluate(args.target, args.pred, threshold=args.threshold)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
 def _print_json(rows: list[dict[str, Any]]) -> None:
     """One JSON object per line on stdout."""
     for row in rows:
@@ -421,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(sub)
     _add_report(sub)
     _add_demo(sub)
+    _add_export(sub)
+    _add_evaluate(sub)
     _add_campaign(sub)
     return parser
 

@@ -3,11 +3,15 @@ truth (a simulated campaign's planted defects)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+import torch
 
+from rfengine.errors import InputError
 from rfengine.output import as_heatmap, as_word_scores
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
 
@@ -94,4 +98,249 @@ def recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str
     return out
 
 
-__all__ = ["peak_position", "rank_correlation", "recovery"]
+# --------------------------------------------------------- the field's evaluation metrics
+#
+# As RAHF ("Rich Human Feedback for Text-to-Image Generation", CVPR 2024) is evaluated, in
+# the definitions of its public re-implementation's metrics.py (youweiliang/RichHF): maps
+# are (N, H, W) tensors, one value per image; eps = 1e-8 as there.
+
+
+def _sum(x: torch.Tensor) -> torch.Tensor:
+    return x.sum(dim=(1, 2), keepdim=True)
+
+
+def map_mse(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image, ``(N,)``."""
+    return ((pred - gt) ** 2).mean(dim=(1, 2))
+
+
+def map_cc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation over pixels per image (CC), ``(N,)``."""
+    p = pred - pred.mean(dim=(1, 2), keepdim=True)
+    g = gt - gt.mean(dim=(1, 2), keepdim=True)
+    den = torch.sqrt((p**2).sum(dim=(1, 2))) * torch.sqrt((g**2).sum(dim=(1, 2)))
+    return (p * g).sum(dim=(1, 2)) / (den + 1e-8)
+
+
+def map_kld(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """KL divergence of the target from the prediction, both normalised to sum 1 (KLD)."""
+    p = pred / (_sum(pred) + eps)
+    g = gt / (_sum(gt) + eps)
+    return (g * torch.log(g / (p + eps) + eps)).sum(dim=(1, 2))
+
+
+def map_sim(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Histogram intersection of the two maps normalised to sum 1 (SIM)."""
+    return torch.minimum(pred / (_sum(pred) + eps), gt / (_sum(gt) + eps)).sum(dim=(1, 2))
+
+
+def map_nss(pred: torch.Tensor, fixations: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Normalised scanpath saliency: the prediction standardised (unbiased std), averaged
+    over the fixation pixels (NSS); NaN without fixations."""
+    mean = pred.mean(dim=(1, 2), keepdim=True)
+    std = pred.flatten(1).std(dim=1, unbiased=True)[:, None, None]
+    z = ((pred - mean) / (std + eps)).masked_fill(~fixations, 0)
+    return z.sum(dim=(1, 2)) / fixations.sum(dim=(1, 2))
+
+
+def map_auc_judd(pred: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
+    """AUC-Judd per image, without the random jitter (deterministic): thresholds at the
+    prediction's values on fixations, true positives the fixations above, false positives
+    the other pixels above; NaN without fixations or for a constant prediction."""
+    out = torch.full((pred.shape[0],), float("nan"), dtype=torch.float64)
+    for i in range(pred.shape[0]):
+        s = pred[i].flatten().double()
+        f = fixations[i].flatten()
+        n_fix, n_pix = int(f.sum()), s.numel()
+        if n_fix == 0 or n_fix == n_pix or bool(s.max() == s.min()):
+            continue
+        thresh = torch.sort(s[f], descending=True).values
+        above = n_pix - torch.searchsorted(torch.sort(s).values, thresh, side="left")
+        k = torch.arange(n_fix, dtype=torch.float64, device=s.device)
+        tp = torch.cat([s.new_zeros(1), (k + 1) / n_fix, s.new_ones(1)])
+        fp = torch.cat([s.new_zeros(1), (above - k) / (n_pix - n_fix), s.new_ones(1)])
+        out[i] = torch.trapezoid(tp, fp).cpu()
+    return out
+
+
+def click_fixations(
+    clicks: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """``(N, H, W)`` bool: the output pixels holding at least one click of each image
+    (clicks as ``(x, y)`` fractions, image k's ``clicks[offsets[k]:offsets[k+1]]``)."""
+    h, w = size
+    n = offsets.numel() - 1
+    fix = torch.zeros((n, h, w), dtype=torch.bool, device=clicks.device)
+    img = torch.repeat_interleave(torch.arange(n, device=clicks.device), offsets.diff())
+    row = (clicks[:, 1] * h).floor().long().clamp_(0, h - 1)
+    col = (clicks[:, 0] * w).floor().long().clamp_(0, w - 1)
+    fix[img, row, col] = True
+    return fix
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r over pairs where both are finite (PLCC); NaN with fewer than 3 pairs."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    x, y = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    den = np.sqrt((x**2).sum() * (y**2).sum())
+    return float((x * y).sum() / den) if den > 0 else float("nan")
+
+
+def token_prf(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of the misaligned class (1) over tokens (micro average)."""
+    tp = int(((pred == 1) & (label == 1)).sum())
+    fp = int(((pred == 1) & (label == 0)).sum())
+    fn = int(((pred == 0) & (label == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tokens": int(label.size)}
+
+
+__all__ = [
+    "click_fixations",
+    "evaluate",
+    "map_auc_judd",
+    "map_cc",
+    "map_kld",
+    "map_mse",
+    "map_nss",
+    "map_sim",
+    "peak_position",
+    "pearson",
+    "rank_correlation",
+    "recovery",
+    "token_prf",
+]
+
+
+def _pred_files(pred: Path) -> list[Path]:
+    files = sorted(pred.glob("*.safetensors")) if pred.is_dir() else [pred]
+    if not files:
+        raise InputError(f"{pred}: no .safetensors predictions")
+    return files
+
+
+def evaluate(target: str | Path, pred: str | Path, *, threshold: float = 0.5) -> dict[str, Any]:
+    """Score predictions against an rfengine output's targets, as RAHF is evaluated.
+
+    ``pred`` is a safetensors file (or a folder of them) with metadata ``image_ids`` (a JSON
+    list) and any of: ``coherence_heatmap``, ``alignment_heatmap`` ``(N, H, W)`` at the
+    targets' size; ``scores_norm`` ``(N, 3)`` (style, coherence, alignment); ``word_probs``
+    ``(T,)`` + ``word_offsets`` ``(N + 1,)``, each token's probability of a mistake.
+
+    Returns per heatmap kind ``mse`` (over images with a target map) and ``cc``, ``kld``,
+    ``sim``, ``nss``, ``auc_judd`` (over images whose target is not empty; NSS and
+    AUC-Judd take the output pixels holding a click as fixations), with counts; per
+    criterion ``plcc`` and ``srcc``; for words ``precision``, ``recall``, ``f1`` of the
+    misaligned class, a target token being misaligned when its share of the word-task
+    weight is at least ``threshold``.
+    """
+    from safetensors import safe_open
+
+    from rfengine.output import load_output
+
+    out = load_output(target)
+    where = {
+        image_id: (s, q) for s, (_, meta) in enumerate(out.targets)
+        for q, image_id in enumerate(meta["image_ids"])
+    }  # fmt: skip
+    per_map: dict[str, dict[str, list[torch.Tensor]]] = {}
+    score_pairs: dict[str, list[np.ndarray]] = {c: [] for c in CRITERIA}
+    word_pred: list[np.ndarray] = []
+    word_label: list[np.ndarray] = []
+    for path in _pred_files(Path(pred)):
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        try:
+            ids = json.loads(meta["image_ids"])
+        except (KeyError, ValueError):
+            raise InputError(f"{path}: metadata 'image_ids' (a JSON list) is missing") from None
+        unknown = [i for i in ids if i not in where]
+        if unknown:
+            raise InputError(f"{path}: image ids not in {target}: {unknown[:5]}")
+        loc = [where[i] for i in ids]
+        for kind in HEATMAP_KINDS:
+            if f"{kind}_heatmap" not in tensors:
+                continue
+            got = tensors[f"{kind}_heatmap"].double()
+            for s in sorted({s for s, _ in loc}):
+                pos = [n for n, (s2, _) in enumerate(loc) if s2 == s]
+                rows = torch.tensor([loc[n][1] for n in pos])
+                t, _ = out.targets[s]
+                gt = t[f"{kind}_heatmap"][rows].double()
+                if got.shape[1:] != gt.shape[1:]:
+                    raise InputError(
+                        f"{path}: {kind}_heatmap is {tuple(got.shape[1:])}, the targets "
+                        f"of these images are {tuple(gt.shape[1:])}"
+                    )
+                off = t[f"{kind}_click_offsets"]
+                clicks = torch.cat([t[f"{kind}_clicks"][off[r] : off[r + 1]] for r in rows])
+                counts = torch.tensor([int(off[r + 1] - off[r]) for r in rows])
+                offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+                fix = click_fixations(clicks, offsets, tuple(gt.shape[1:]))
+                p = got[pos]
+                has = t[f"{kind}_mask"][rows] & torch.isfinite(gt).all(dim=(1, 2))
+                full = has & (gt.sum(dim=(1, 2)) > 0)
+                m = per_map.setdefault(kind, {})
+                m.setdefault("mse", []).append(map_mse(p[has], gt[has]))
+                for name, fn in (("cc", map_cc), ("kld", map_kld), ("sim", map_sim)):
+                    m.setdefault(name, []).append(fn(p[full], gt[full]))
+                m.setdefault("nss", []).append(map_nss(p[full], fix[full]))
+                m.setdefault("auc_judd", []).append(map_auc_judd(p[full], fix[full]))
+        if "scores_norm" in tensors:
+            for n, (s, q) in enumerate(loc):
+                t, _ = out.targets[s]
+                for c, crit in enumerate(CRITERIA):
+                    if t["scores_mask"][q, c]:
+                        score_pairs[crit].append(
+                            np.array(
+                                [float(tensors["scores_norm"][n, c]), float(t["scores_norm"][q, c])]
+                            )
+                        )
+        if "word_probs" in tensors:
+            off = tensors["word_offsets"]
+            for n, (s, q) in enumerate(loc):
+                t, _ = out.targets[s]
+                if not t["word_mask"][q]:
+                    continue
+                w_off = t["word_offsets"]
+                values = t["word_values"][w_off[q] : w_off[q + 1]]
+                labels = (values / t["word_weight_total"][q] >= threshold).numpy().astype(int)
+                probs = tensors["word_probs"][off[n] : off[n + 1]].numpy()
+                if len(probs) != len(labels):
+                    raise InputError(
+                        f"{path}: image {ids[n]!r} has {len(probs)} word probabilities for "
+                        f"{len(labels)} words"
+                    )
+                word_pred.append((probs >= 0.5).astype(int))
+                word_label.append(labels)
+    report: dict[str, Any] = {"heatmaps": {}, "scores": {}, "words": None}
+    for kind, m in per_map.items():
+        vals = {name: torch.cat(v).double() for name, v in m.items()}
+        rec: dict[str, Any] = {"mse": _mean(vals["mse"]), "images_with_target": len(vals["mse"])}
+        for name in ("cc", "kld", "sim", "nss", "auc_judd"):
+            rec[name] = _mean(vals[name])
+        rec["images_not_empty"] = len(vals["cc"])
+        report["heatmaps"][kind] = rec
+    for crit, pairs in score_pairs.items():
+        if pairs:
+            a = np.stack(pairs)
+            report["scores"][crit] = {
+                "plcc": pearson(a[:, 0], a[:, 1]),
+                "srcc": rank_correlation(a[:, 0], a[:, 1]),
+                "images": len(a),
+            }
+    if word_label:
+        report["words"] = token_prf(np.concatenate(word_pred), np.concatenate(word_label))
+        report["words"]["images"] = len(word_label)
+    return report
+
+
+def _mean(v: torch.Tensor) -> float | None:
+    ok = v[torch.isfinite(v)]
+    return float(ok.mean()) if ok.numel() else None

@@ -92,6 +92,9 @@ class AggregationResult:
     timings: dict[str, float] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)
     row_offset: int = 0  # row of images[0] in the whole images table (a partition's start)
+    #: per heatmap kind, the clicks: ``(offsets (N + 1,), points (P, 2))``, image k's
+    #: ``(x, y)`` fractions being ``points[offsets[k]:offsets[k + 1]]``
+    clicks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     #: per criterion, the (lo, hi) that ``*_score_norm`` maps to [0, 1]: the Likert range
     #: (1, 5) unless set (the ``rapidata-2025`` preset: the run's min and max)
     norm_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)

@@ -21,6 +21,11 @@ tensor                      shape, dtype    meaning
 ``no_mistake``              (N,) float32    "[No_Mistake]" weight
 ``word_weight_total``       (N,) float32    total weight of word responses
 ``word_mask``               (N,) bool       word responses present
+``coherence_clicks``        (C, 2) float32  the clicks (x, y), image fractions, image after
+                                            image (NSS and AUC-Judd take them as fixations)
+``coherence_click_offsets`` (N + 1,) int64  image k's: clicks[off[k]:off[k+1]]
+``alignment_clicks``        (C, 2) float32  likewise
+``alignment_click_offsets`` (N + 1,) int64
 ==========================  ==============  =============================================
 
 Metadata (strings): ``format`` = ``rfengine-targets/1``, ``image_ids`` (JSON list),
@@ -93,6 +98,14 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
     t["no_mistake"] = torch.from_numpy(words.no_mistake[rows].astype(np.float32))
     t["word_weight_total"] = torch.from_numpy(words.total[rows].astype(np.float32))
     t["word_mask"] = torch.from_numpy(words.count[rows] > 0)
+    for kind, (off, points) in result.clicks.items():
+        parts = [points[off[k] : off[k + 1]] for k in rows]
+        t[f"{kind}_clicks"] = torch.from_numpy(
+            np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 2), np.float32)
+        )
+        t[f"{kind}_click_offsets"] = torch.from_numpy(
+            np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        )
     return t
 
 
