@@ -16,12 +16,14 @@ from rfengine.errors import InputError
 from rfengine.options import (
     DEFAULT_BUDGET,
     DTYPES,
+    OUTPUTS,
     AggregateOptions,
     OnError,
     Preset,
     Weights,
     parse_bytes,
     parse_heatmap_size,
+    parse_outputs,
 )
 from rfengine.schema import TASKS
 
@@ -85,6 +87,18 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         help="replace an existing OUT, if it is an rfengine output and holds nothing else",
     )
     p.add_argument(
+        "--outputs",
+        type=_typed(parse_outputs),
+        default=OUTPUTS,
+        help="what to write: dataset,targets (default both), or one of them",
+    )
+    p.add_argument(
+        "--dataset-heatmaps",
+        choices=["yes", "no"],
+        default="yes",
+        help="'no' leaves the heatmap columns out of the dataset (train from the targets)",
+    )
+    p.add_argument(
         "--allow-outside-paths",
         action="store_true",
         help="let the images table name files outside its own folder (refused by default)",
@@ -111,6 +125,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             weights=args.weights,
             memory_budget=args.memory_budget,
+            outputs=args.outputs,
+            dataset_heatmaps=args.dataset_heatmaps == "yes",
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -36,6 +36,8 @@ _NUMPY = {torch.float16: np.float16, torch.float32: np.float32}
 _ARROW = {torch.float16: pa.float16(), torch.float32: pa.float32()}
 
 DEFAULT_BUDGET = 512 * 2**20
+#: what a run can write: the Hugging Face dataset and the safetensors targets
+OUTPUTS = ("dataset", "targets")
 #: output grids up to this many pixels per heatmap
 MAX_GRID_PIXELS = 1 << 28
 
@@ -58,6 +60,20 @@ def parse_heatmap_size(text: str | tuple[int, int] | None) -> tuple[int, int] | 
     if h <= 0 or w <= 0 or h * w > MAX_GRID_PIXELS:
         raise ValueError(f"heatmap size must be positive and at most 2^28 pixels, got {h}x{w}")
     return int(h), int(w)
+
+
+def parse_outputs(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"dataset,targets"`` (or a sequence) -> the outputs in ``OUTPUTS`` order.
+
+    >>> parse_outputs("targets")
+    ('targets',)
+    """
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [n.strip() for n in names if n.strip()]
+    bad = sorted(set(names) - set(OUTPUTS))
+    if bad or not names:
+        raise ValueError(f"outputs must be one or both of {', '.join(OUTPUTS)}, got {value!r}")
+    return tuple(o for o in OUTPUTS if o in names)
 
 
 def format_heatmap_size(size: tuple[int, int] | None) -> str:
@@ -112,6 +128,8 @@ class OptionArgs(TypedDict, total=False):
     on_error: OnError
     weights: Weights
     memory_budget: str | int
+    outputs: str | tuple[str, ...]
+    dataset_heatmaps: bool
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,10 @@ class AggregateOptions:
         on_error: ``"fail"`` on the first bad row, or ``"skip"`` bad rows into rejections.
         weights: ``"trust"`` (each response's weight) or ``"uniform"`` (all 1).
         memory_budget: bytes for a partition's work; sets partition and batch sizes.
+        outputs: which of ``OUTPUTS`` to write (a heatmap is computed once and written
+            once per format).
+        dataset_heatmaps: whether the dataset carries the heatmap columns (False: train
+            from the targets, and write the maps once).
     """
 
     preset: Preset = "default"
@@ -135,6 +157,8 @@ class AggregateOptions:
     on_error: OnError = "fail"
     weights: Weights = "trust"
     memory_budget: int = DEFAULT_BUDGET
+    outputs: tuple[str, ...] = OUTPUTS
+    dataset_heatmaps: bool = True
 
     @classmethod
     def create(cls, base: AggregateOptions | None = None, **args: Any) -> AggregateOptions:
@@ -172,8 +196,14 @@ class AggregateOptions:
         budget = parse_bytes(args.get("memory_budget", base.memory_budget))
         if budget <= 0:
             raise ValueError(f"memory budget must be positive, got {budget} bytes")
+        outputs = parse_outputs(args.get("outputs", base.outputs))
+        dataset_heatmaps = args.get("dataset_heatmaps", base.dataset_heatmaps)
+        if not isinstance(dataset_heatmaps, bool):
+            raise ValueError(f"dataset_heatmaps must be True or False, got {dataset_heatmaps!r}")
         return replace(
             base,
+            outputs=outputs,
+            dataset_heatmaps=dataset_heatmaps,
             preset=preset,
             heatmap_size=size,
             device=resolve_device(args.get("device", base.device)),
@@ -211,13 +241,20 @@ class AggregateOptions:
             "on_error": self.on_error,
             "weights": self.weights,
             "memory_budget": self.memory_budget,
+            "outputs": list(self.outputs),
+            "dataset_heatmaps": self.dataset_heatmaps,
         }
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> AggregateOptions:
         """Options from a ``to_json`` record (a manifest's ``config``)."""
-        known = {f.name for f in fields(cls)}
-        return cls.create(cls(), **{k: v for k, v in record.items() if k in known})
+        known = {f.name for f in fields(cls)} - {"device"}
+        args = {k: v for k, v in record.items() if k in known}
+        if "outputs" in args:
+            args["outputs"] = tuple(args["outputs"])
+        # the device is where it ran: recorded, not re-checked (a CUDA run's output loads
+        # on a machine without a GPU)
+        return replace(cls.create(cls(), **args), device=torch.device(record["device"]))
 
 
 __all__ = [
@@ -226,6 +263,7 @@ __all__ = [
     "OptionArgs",
     "Preset",
     "format_heatmap_size",
+    "parse_outputs",
     "parse_bytes",
     "parse_heatmap_size",
     "resolve_device",

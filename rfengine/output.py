@@ -28,29 +28,35 @@ class Output:
     """An rfengine output folder, loaded.
 
     Attributes:
-        dataset: the Hugging Face dataset (heatmap columns formatted as numpy arrays).
-        targets: every target shard, in ``targets/index.json`` order (``(tensors, meta)``).
+        dataset: the Hugging Face dataset (heatmap columns formatted as numpy arrays);
+            None when the run wrote no dataset (``outputs``).
+        targets: every target shard, in ``targets/index.json`` order (``(tensors, meta)``);
+            empty when the run wrote no targets.
         manifest: ``manifest.json`` as a dict.
         options: the run's options, from the manifest's ``config``.
     """
 
-    dataset: datasets.Dataset
+    dataset: datasets.Dataset | None
     targets: list[Shard]
     manifest: dict[str, Any]
     options: AggregateOptions
 
 
 def _check_output(out: Path) -> None:
-    if not (out / "manifest.json").is_file() or not (out / "dataset").is_dir():
-        raise InputError(f"{out}: not an rfengine aggregate output (no manifest.json and dataset/)")
+    if not (out / "manifest.json").is_file():
+        raise InputError(f"{out}: not an rfengine aggregate output (no manifest.json)")
 
 
 def load_dataset(out: str | Path) -> datasets.Dataset:
     """An rfengine output's dataset: heatmaps as numpy arrays, images as PIL images."""
     out = Path(out)
     _check_output(out)
+    if not (out / "dataset").is_dir():
+        raise InputError(
+            f"{out}: this output has no dataset (it was written with --outputs targets)"
+        )
     ds = datasets.load_from_disk(str(out / "dataset"))
-    cols = [f"{kind}_heatmap" for kind in HEATMAP_KINDS]
+    cols = [f"{kind}_heatmap" for kind in HEATMAP_KINDS if f"{kind}_heatmap" in ds.column_names]
     return ds.with_format("numpy", columns=cols, output_all_columns=True)
 
 
@@ -66,8 +72,8 @@ def load_output(out: str | Path, *, device: str = "cpu") -> Output:
     _check_output(out)
     manifest = json.loads((out / "manifest.json").read_text())
     return Output(
-        dataset=load_dataset(out),
-        targets=load_targets(out / "targets", device=device),
+        dataset=load_dataset(out) if (out / "dataset").is_dir() else None,
+        targets=load_targets(out / "targets", device=device) if (out / "targets").is_dir() else [],
         manifest=manifest,
         options=AggregateOptions.from_json(manifest["config"]),
     )

@@ -362,10 +362,13 @@ def _aggregate_to_disk(
     shutil.rmtree(ready, ignore_errors=True)
     ready.mkdir()
     say("writing the dataset")
-    parts = [work.dir / "dataset-parts" / f"part-{p:05d}.arrow" for p in range(n_parts)]
-    n_rows = finalize_dataset(parts, ready / "dataset", run_fingerprint(inputs, opts))
-    entries = [e for p in range(n_parts) for e in state["parts"][str(p)]["targets"]]
-    shards = finalize_targets(entries, work.dir / "shards", ready / "targets")
+    n_rows = n_shards = None
+    if "dataset" in opts.outputs:
+        parts = [work.dir / "dataset-parts" / f"part-{p:05d}.arrow" for p in range(n_parts)]
+        n_rows = finalize_dataset(parts, ready / "dataset", run_fingerprint(inputs, opts))
+    if "targets" in opts.outputs:
+        entries = [e for p in range(n_parts) for e in state["parts"][str(p)]["targets"]]
+        n_shards = len(finalize_targets(entries, work.dir / "shards", ready / "targets"))
     rejected_files = [work.dir / "rejected-read.jsonl"] + [
         work.dir / f"rejected-part-{p:05d}.jsonl" for p in range(n_parts)
     ]
@@ -376,7 +379,7 @@ def _aggregate_to_disk(
                     with f.open("rb") as src:
                         shutil.copyfileobj(src, fh)
     timings["finalize"] = time.perf_counter() - t0
-    manifest = build_manifest(inputs, opts, stats, timings, n_img, n_rows, len(shards))
+    manifest = build_manifest(inputs, opts, stats, timings, n_img, n_rows, n_shards)
     manifest["partitions"] = {"count": n_parts, "images_per_partition": per_part}
     (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     work.publish(ready, overwrite)
@@ -456,9 +459,12 @@ def _aggregate_part(
         reader, rows, imgs, lo, hi, options, norm_bounds=norm_bounds
     )
     del rows
-    (work.dir / "dataset-parts").mkdir(exist_ok=True)
-    write_dataset_part(result, work.dir / "dataset-parts" / f"part-{p:05d}.arrow")
-    targets = write_targets(result, work.dir / "shards", tag=f"-p{p:05d}")
+    targets: list[dict] = []
+    if "dataset" in options.outputs:
+        (work.dir / "dataset-parts").mkdir(exist_ok=True)
+        write_dataset_part(result, work.dir / "dataset-parts" / f"part-{p:05d}.arrow")
+    if "targets" in options.outputs:
+        targets = write_targets(result, work.dir / "shards", tag=f"-p{p:05d}")
     write_rejections(rejected, work.dir / f"rejected-part-{p:05d}.jsonl")
     return {"targets": targets, "stats": result.stats.files, "timings": result.timings}
 

@@ -30,6 +30,8 @@ def test_json_round_trip_is_the_manifest_record():
         "on_error": "fail",
         "weights": "uniform",
         "memory_budget": 512 * 2**20,
+        "outputs": ["dataset", "targets"],
+        "dataset_heatmaps": True,
     }
     assert AggregateOptions.from_json(record) == opts
 

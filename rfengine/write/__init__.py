@@ -54,14 +54,18 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
             ready = work.dir / "ready"
             ready.mkdir()
             t0 = time.perf_counter()
-            write_dataset_part(result, work.dir / "part-00000.arrow")  # one partition
             inputs = [describe_input(p) for p in result.inputs]
-            fingerprint = run_fingerprint(inputs, result.options)
-            n_rows = finalize_dataset(
-                [work.dir / "part-00000.arrow"], ready / "dataset", fingerprint
-            )
-            entries = write_targets(result, work.dir / "shards")
-            shards = finalize_targets(entries, work.dir / "shards", ready / "targets")
+            outputs = result.options.outputs
+            n_rows = n_shards = None
+            if "dataset" in outputs:
+                part = work.dir / "part-00000.arrow"  # one partition
+                write_dataset_part(result, part)
+                fingerprint = run_fingerprint(inputs, result.options)
+                n_rows = finalize_dataset([part], ready / "dataset", fingerprint)
+            if "targets" in outputs:
+                entries = write_targets(result, work.dir / "shards")
+                shards = finalize_targets(entries, work.dir / "shards", ready / "targets")
+                n_shards = len(shards)
             if result.rejected:
                 write_rejections(result.rejected, ready / "rejected.jsonl")
             result.timings["write"] = time.perf_counter() - t0
@@ -72,7 +76,7 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
                 result.timings,
                 len(result.images),
                 n_rows,
-                len(shards),
+                n_shards,
             )
             (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             work.publish(ready, overwrite)

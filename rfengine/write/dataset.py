@@ -45,8 +45,11 @@ def column_order(names: list[str], preset: str) -> list[str]:
     ]
 
 
-def features(with_image: bool, heatmap_dtype: str, preset: str = "default") -> Features:
-    """The declared schema (never inferred): published columns first, then rfengine's."""
+def features(
+    with_image: bool, heatmap_dtype: str, preset: str = "default", heatmaps: bool = True
+) -> Features:
+    """The declared schema (never inferred): published columns first, then rfengine's
+    (without the heatmap columns when ``heatmaps`` is False)."""
     cols: dict = {}
     if with_image:
         cols["image"] = Image()
@@ -56,7 +59,7 @@ def features(with_image: bool, heatmap_dtype: str, preset: str = "default") -> F
         cols[f"{c}_score"] = Value("float32")
     for c in CRITERIA:
         cols[f"{c}_score_norm"] = Value("float32")
-    for kind in sorted(HEATMAP_KINDS):  # the published order: alignment, coherence
+    for kind in sorted(HEATMAP_KINDS) if heatmaps else ():  # published: alignment, coherence
         cols[f"{kind}_heatmap"] = List(List(Value(heatmap_dtype)))
     cols["image_id"] = Value("string")
     cols["no_mistake_score"] = Value("float32")
@@ -116,7 +119,7 @@ def build_table(
     rows = slice(lo, hi)
     with_image = any(p is not None for p in imgs.paths)
     opts = result.options
-    feats = features(with_image, opts.dtype_name, opts.preset)
+    feats = features(with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps)
     cols: dict[str, pa.Array] = {}
     if with_image:
         cols["image"] = pa.array(
@@ -135,7 +138,7 @@ def build_table(
         s = result.scores[c]
         norm = result.score_norm(c)[rows]
         cols[f"{c}_score_norm"] = _nullable(norm, np.isnan(norm), pa.float32())
-    for kind in sorted(HEATMAP_KINDS):  # the published order: alignment, coherence
+    for kind in sorted(HEATMAP_KINDS) if opts.dataset_heatmaps else ():
         cols[f"{kind}_heatmap"] = heatmap_column(result.heatmaps[kind][rows], opts.arrow_type)
     cols["image_id"] = pa.array(imgs.ids[rows], pa.string())
     words = result.words
@@ -172,7 +175,8 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
     if bounds[-1] != n:
         bounds.append(n)
     with_image = any(p is not None for p in result.images.paths)
-    feats = features(with_image, result.options.dtype_name, result.options.preset)
+    opts = result.options
+    feats = features(with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps)
     with ArrowWriter(features=feats, path=str(path)) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             writer.write_table(build_table(result, lo, hi)[0])

@@ -50,8 +50,8 @@ def build_manifest(
     stats: ReadStats,
     timings: dict[str, float],
     n_images: int,
-    n_rows: int,
-    n_shards: int,
+    n_rows: int | None,
+    n_shards: int | None,
 ) -> dict[str, Any]:
     """The manifest's content; ``counts`` satisfies read = used + rejected.
 
@@ -75,8 +75,8 @@ def build_manifest(
             "files": stats.files,
         },
         "outputs": {
-            "dataset": {"path": "dataset", "rows": n_rows},
-            "targets": {"path": "targets", "shards": n_shards},
+            "dataset": None if n_rows is None else {"path": "dataset", "rows": n_rows},
+            "targets": None if n_shards is None else {"path": "targets", "shards": n_shards},
             "rejected": {
                 "path": "rejected.jsonl" if stats.rejected else None,
                 "rows": stats.rejected,

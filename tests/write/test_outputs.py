@@ -213,3 +213,36 @@ def test_dataset_folder_matches_save_to_disk(saved, tmp_path):
     assert files == sorted(p.name for p in ours.glob("data-*.arrow"))
     assert all(f.startswith("data-") and f.endswith(f"-of-{len(files):05d}.arrow") for f in files)
     assert datasets.load_from_disk(str(ref)).data.table.equals(ds.data.table)
+
+
+def test_outputs_choose_what_is_written(tmp_path):
+    import rfengine
+
+    c = make_campaign(tmp_path, n_images=8, seed=3)
+    full = rfengine.aggregate_to_disk(c.images_path, c.responses_path, tmp_path / "full")
+    only_t = rfengine.aggregate_to_disk(
+        c.images_path, c.responses_path, tmp_path / "t", outputs="targets"
+    )
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["manifest.json", "targets"]
+    assert only_t["outputs"]["dataset"] is None
+    assert only_t["outputs"]["targets"] == full["outputs"]["targets"]
+    for a, b in zip(
+        load_targets(tmp_path / "full" / "targets"),
+        load_targets(tmp_path / "t" / "targets"),
+        strict=True,
+    ):
+        assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+    loaded = rfengine.load_output(tmp_path / "t")
+    assert loaded.dataset is None
+    assert len(loaded.targets) == only_t["outputs"]["targets"]["shards"] > 0
+    # the dataset without its heatmap columns: the rest identical, fewer bytes
+    rfengine.aggregate_to_disk(
+        c.images_path, c.responses_path, tmp_path / "d", outputs=["dataset"], dataset_heatmaps=False
+    )
+    assert not (tmp_path / "d" / "targets").exists()
+    a = datasets.load_from_disk(str(tmp_path / "full" / "dataset")).data.table
+    b = datasets.load_from_disk(str(tmp_path / "d" / "dataset")).data.table
+    kept = [n for n in a.column_names if not n.endswith("_heatmap")]
+    assert b.column_names == kept and b.equals(a.select(kept))
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())  # noqa: E731
+    assert size(tmp_path / "d") < size(tmp_path / "full") / 2
