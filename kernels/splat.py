@@ -362,21 +362,34 @@ class Factors(NamedTuple):
     needs_search: Tensor
 
 
-def _default_factors(
-    px: Tensor,
-    py: Tensor,
-    point_image: Tensor,
-    column: Tensor,
-    n: int,
-    point_annotator: Tensor,
-    annotator_image: Tensor,
-    width: Tensor,
-    height: Tensor,
-    out_size: tuple[int, int],
-    scratch: Scratch | None,
-) -> Factors:
+class Batch(NamedTuple):
+    """One call's points in the packed layout (``column`` of each point among its image's
+    ``n`` columns) and the geometry the factor builders need."""
+
+    px: Tensor
+    py: Tensor
+    point_image: Tensor
+    column: Tensor
+    n: int
+    point_annotator: Tensor
+    annotator_image: Tensor
+    width: Tensor
+    height: Tensor
+    out_size: tuple[int, int]
+    scratch: Scratch | None
+
+
+def _default_factors(b: Batch) -> Factors:
     """``default``: continuous Gaussians (sigma = 5% of the smaller native side) sampled at
     the output pixel centres, any output size."""
+    px, py, point_image, column, n = b.px, b.py, b.point_image, b.column, b.n
+    point_annotator, annotator_image, width, height = (
+        b.point_annotator,
+        b.annotator_image,
+        b.width,
+        b.height,
+    )
+    out_size, scratch = b.out_size, b.scratch
     B, (H, W) = width.shape[0], out_size
     dt, dev = px.dtype, px.device
     wf, hf = width.to(dt), height.to(dt)
@@ -401,21 +414,17 @@ def _default_factors(
     return Factors(gy, gx, log_x + log_y, ux, uy, sx, sy, (ux,), (uy,), needs)
 
 
-def _rapidata_factors(
-    px: Tensor,
-    py: Tensor,
-    point_image: Tensor,
-    column: Tensor,
-    n: int,
-    point_annotator: Tensor,
-    annotator_image: Tensor,
-    width: Tensor,
-    height: Tensor,
-    out_size: tuple[int, int],
-    scratch: Scratch | None,
-) -> Factors:
+def _rapidata_factors(b: Batch) -> Factors:
     """``rapidata-2025``: each point snapped to its native pixel and filtered as by
     ``scipy.ndimage.gaussian_filter(sigma=min(W, H) / 20, truncate=3, mode="reflect")``."""
+    px, py, point_image, column, n = b.px, b.py, b.point_image, b.column, b.n
+    point_annotator, annotator_image, width, height = (
+        b.point_annotator,
+        b.annotator_image,
+        b.width,
+        b.height,
+    )
+    out_size, scratch = b.out_size, b.scratch
     B, (H, W) = width.shape[0], out_size
     dt, dev = px.dtype, px.device
     if bool(((width != W) | (height != H)).any()):
@@ -710,8 +719,21 @@ def splat_heatmaps(
     if preset not in _FACTORS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(_FACTORS)}")
     column, n = pack_columns(point_image, B)
-    geometry = (point_annotator, annotator_image, width, height, out_size, scratch)
-    f = _FACTORS[preset](px, py, point_image, column, n, *geometry)
+    f = _FACTORS[preset](
+        Batch(
+            px,
+            py,
+            point_image,
+            column,
+            n,
+            point_annotator,
+            annotator_image,
+            width,
+            height,
+            out_size,
+            scratch,
+        )
+    )
     coeff = _normalise(
         f, point_image, column, n, point_annotator, annotator_image, annotator_scale, out_size
     )

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from rfengine.schema import CRITERIA, TASKS
+
 COLOURS = {
     "red": (214, 39, 40),
     "green": (44, 160, 44),
@@ -236,14 +238,7 @@ def simulate(out: str | Path, n_images: int = 48, seed: int = 0, per_image: int 
             "coherence_points": (truth["incoherence"] or {}).get("points", []),
             "alignment_points": (truth["misalignment"] or {}).get("points", []),
         }
-        for task in (
-            "style",
-            "coherence",
-            "alignment",
-            "coherence_points",
-            "alignment_points",
-            "words",
-        ):
+        for task in TASKS:
             for a in rng.choice(len(pool), size=per_image, replace=False):
                 ann = pool[int(a)]
                 row: dict[str, Any] = {
@@ -252,7 +247,7 @@ def simulate(out: str | Path, n_images: int = 48, seed: int = 0, per_image: int 
                     "task": task,
                     "weight": ann.weight,
                 }
-                if task in ("style", "coherence", "alignment"):
+                if task in CRITERIA:
                     row["rating"] = _rating(truth[task], ann.kind, rng)
                 elif task == "words":
                     row["selected"] = _words(truth, n_tokens, ann.kind, rng)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from rfengine import aggregate
 from rfengine.cli import main
+from rfengine.ingest.responses import SCHEMA as RESPONSES_SCHEMA
 from rfengine.schema import TASKS
 
 FUZZ = settings(
@@ -173,17 +174,7 @@ typed = st.fixed_dictionaries(
         "selected": st.none() | st.lists(st.integers(-3, 2**62), max_size=4),
     }
 )
-SCHEMA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("annotator_id", pa.string()),
-        ("task", pa.string()),
-        ("weight", pa.float64()),
-        ("rating", pa.float64()),
-        ("points", pa.list_(pa.list_(pa.float64()))),
-        ("selected", pa.list_(pa.int64())),
-    ]
-)
+SCHEMA = RESPONSES_SCHEMA  # the interchange format's Parquet types
 
 
 @FUZZ
