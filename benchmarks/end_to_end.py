@@ -7,6 +7,7 @@ the manifest: read+partition, reduce (scores, words), splat (heatmaps), write (d
 and shards), finalise; peak RSS is the child's own VmHWM.
 
     python benchmarks/end_to_end.py [--images 13000] [--per-task 19] [--device cpu|cuda]
+        [--outputs dataset,targets|targets|dataset]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--size", default="256x256")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--budget", default="512MB")
+    ap.add_argument("--outputs", default="dataset,targets", help="passed to --outputs")
     ap.add_argument("--json", type=Path, default=RESULTS / "end_to_end.json")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="rfengine-e2e-") as tmp:
@@ -47,7 +49,10 @@ def main() -> None:
         del table
         out = root / "out"
         cmd = aggregate_cmd(
-            ip, files, out, ["--device", args.device, "--memory-budget", args.budget]
+            ip,
+            files,
+            out,
+            ["--device", args.device, "--memory-budget", args.budget, "--outputs", args.outputs],
         )
         cmd[cmd.index("128x128")] = args.size
         secs, rss, code = run_child(cmd)
@@ -72,6 +77,7 @@ def main() -> None:
         "images": args.images,
         "responses": rows,
         "heatmap_size": args.size,
+        "outputs": args.outputs,
         "wall_s": round(secs, 2),
         "peak_rss_gb": round(rss / 1e9, 3),
         "stages_s": stages,
