@@ -382,13 +382,7 @@ class Batch(NamedTuple):
 def _default_factors(b: Batch) -> Factors:
     """``default``: continuous Gaussians (sigma = 5% of the smaller native side) sampled at
     the output pixel centres, any output size."""
-    px, py, point_image, column, n = b.px, b.py, b.point_image, b.column, b.n
-    point_annotator, annotator_image, width, height = (
-        b.point_annotator,
-        b.annotator_image,
-        b.width,
-        b.height,
-    )
+    px, py, point_image, column, n, point_annotator, annotator_image, width, height, *_ = b
     out_size, scratch = b.out_size, b.scratch
     B, (H, W) = width.shape[0], out_size
     dt, dev = px.dtype, px.device
@@ -417,13 +411,7 @@ def _default_factors(b: Batch) -> Factors:
 def _rapidata_factors(b: Batch) -> Factors:
     """``rapidata-2025``: each point snapped to its native pixel and filtered as by
     ``scipy.ndimage.gaussian_filter(sigma=min(W, H) / 20, truncate=3, mode="reflect")``."""
-    px, py, point_image, column, n = b.px, b.py, b.point_image, b.column, b.n
-    point_annotator, annotator_image, width, height = (
-        b.point_annotator,
-        b.annotator_image,
-        b.width,
-        b.height,
-    )
+    px, py, point_image, column, n, point_annotator, annotator_image, width, height, *_ = b
     out_size, scratch = b.out_size, b.scratch
     B, (H, W) = width.shape[0], out_size
     dt, dev = px.dtype, px.device
