@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,9 @@ from rfengine.write.manifest import build_manifest, describe_input, run_fingerpr
 #: bytes of memory one response row costs while a partition is aggregated (Arrow columns,
 #: sort and numpy copies, annotator strings), measured with benchmarks/ingest.py
 ROW_BYTES = 1000
-#: copies of a partition's heatmaps alive at once (the maps, a cast, an Arrow slice, a shard)
-HEAT_COPIES = 3
+#: copies of a partition's heatmaps alive at once (the maps, a cast, an Arrow slice, a shard),
+#: plus the previous partition's maps, which the writer thread is still writing
+HEAT_COPIES = 4
 #: rough bytes per JSONL or CSV row, to estimate a file's rows from its size
 TEXT_ROW_BYTES = 110
 FORMAT = "rfengine-work/2"
@@ -335,26 +337,54 @@ def _aggregate_to_disk(
         work.save(state)
     bounds = {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
 
-    t_reduce = t_splat = 0.0
     t0 = time.perf_counter()
     bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not say.on)
-    shards_written = 0
+    totals = {"reduce": 0.0, "splat": 0.0, "shards": 0}
     stats = ReadStats(state["read_stats"])
-    for p in range(n_parts):
-        lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
-        done = state["parts"].get(str(p))
-        if done is None:
-            done = _aggregate_part(reader, work, imgs, p, lo, hi, opts, bounds)
+
+    def settle(p: int, done: dict[str, Any]) -> None:
+        """Record partition ``p`` as finished (in partition order) and count it."""
+        nonlocal stats
+        if str(p) not in state["parts"]:
             state["parts"][str(p)] = done
             work.save(state)
-        t_reduce += done["timings"]["reduce"]
-        t_splat += done["timings"]["splat"]
+        totals["reduce"] += done["timings"]["reduce"]
+        totals["splat"] += done["timings"]["splat"]
+        totals["shards"] += len(done["targets"]) + 1  # target shards and the dataset part
         stats = stats.merge(ReadStats(done["stats"]))
-        shards_written += len(done["targets"]) + 1  # target shards and the dataset part
-        bar.set_postfix_str(f"{shards_written} shards written", refresh=False)
-        bar.update(hi - lo)
+        bar.set_postfix_str(f"{totals['shards']} shards written", refresh=False)
+        bar.update(min(n_img, (p + 1) * per_part) - p * per_part)
+
+    # partition p + 1 is computed while a writer thread writes partition p's outputs
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfengine-writer")
+    pending: tuple[int, Future] | None = None
+    try:
+        for p in range(n_parts):
+            lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
+            if str(p) in state["parts"]:
+                settle(p, state["parts"][str(p)])
+                continue
+            result, rejected = _compute_part(reader, work, imgs, p, lo, hi, opts, bounds)
+            if pending is not None:
+                settle(pending[0], pending[1].result())
+            pending = (p, writer.submit(_write_part, work, p, result, rejected, opts))
+            del result, rejected
+        if pending is not None:
+            settle(pending[0], pending[1].result())
+    except BaseException:
+        # interrupted or failed while computing: the write in flight finishes, and is
+        # recorded if it succeeded, so that --resume does not redo it
+        writer.shutdown(wait=True)  # at most one write is queued: let it finish
+        if pending is not None and str(pending[0]) not in state["parts"]:
+            fut = pending[1]
+            if fut.exception() is None:
+                state["parts"][str(pending[0])] = fut.result()
+                work.save(state)
+        raise
+    finally:
+        writer.shutdown(wait=True)
     bar.close()
-    timings["reduce"], timings["splat"] = t_reduce, t_splat
+    timings["reduce"], timings["splat"] = totals["reduce"], totals["splat"]
     timings["aggregate_write"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -442,7 +472,7 @@ def _score_bounds(
     return merge_ranges(ranges)
 
 
-def _aggregate_part(
+def _compute_part(
     reader: ResponseReader,
     work: WorkDir,
     imgs: Images,
@@ -451,14 +481,22 @@ def _aggregate_part(
     hi: int,
     options: AggregateOptions,
     norm_bounds: dict[str, tuple[float, float]] | None = None,
-) -> dict[str, Any]:
-    """The aggregate and write stages for partition ``p`` (images ``lo:hi``); returns its
-    record in the progress file."""
-    rows = _partition_rows(work, p)
-    result, rejected = aggregate_partition(
-        reader, rows, imgs, lo, hi, options, norm_bounds=norm_bounds
+) -> tuple[AggregationResult, list[Rejection]]:
+    """The aggregate stage for partition ``p`` (images ``lo:hi``), from its rows on disk."""
+    return aggregate_partition(
+        reader, _partition_rows(work, p), imgs, lo, hi, options, norm_bounds=norm_bounds
     )
-    del rows
+
+
+def _write_part(
+    work: WorkDir,
+    p: int,
+    result: AggregationResult,
+    rejected: list[Rejection],
+    options: AggregateOptions,
+) -> dict[str, Any]:
+    """The write stage for partition ``p`` (in the writer thread); returns its record in
+    the progress file."""
     targets: list[dict] = []
     if "dataset" in options.outputs:
         (work.dir / "dataset-parts").mkdir(exist_ok=True)

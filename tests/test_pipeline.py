@@ -100,7 +100,7 @@ def test_rejections_are_counted_across_partitions(inputs, tmp_path):
 def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
     root, ip, sorted_path, files = inputs
     out = tmp_path / "out"
-    real = pipeline._aggregate_part
+    real = pipeline._compute_part
     calls = []
 
     def flaky(reader, work, imgs, p, *rest):
@@ -109,7 +109,7 @@ def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # interrupted in the middle of the third partition
         return real(reader, work, imgs, p, *rest)
 
-    monkeypatch.setattr(pipeline, "_aggregate_part", flaky)
+    monkeypatch.setattr(pipeline, "_compute_part", flaky)
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(ip, files, out, memory_budget="200KB")
     assert not out.exists() and (tmp_path / ".out.rfengine-work" / "progress.json").exists()
@@ -117,7 +117,7 @@ def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
     def no_partition(*a, **k):
         raise AssertionError("the partition stage should have been reused")
 
-    monkeypatch.setattr(pipeline, "_aggregate_part", lambda *a: calls.append(a[3]) or real(*a))
+    monkeypatch.setattr(pipeline, "_compute_part", lambda *a: calls.append(a[3]) or real(*a))
     monkeypatch.setattr(pipeline, "_partition", no_partition)
     calls.clear()
     aggregate_to_disk(ip, files, out, memory_budget="200KB", resume=True)
@@ -130,7 +130,7 @@ def test_resume_with_changed_inputs_starts_over(inputs, tmp_path, monkeypatch, c
     root, ip, sorted_path, files = inputs
     out = tmp_path / "out"
     monkeypatch.setattr(
-        pipeline, "_aggregate_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+        pipeline, "_compute_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
     )
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(ip, files, out, memory_budget="200KB")

@@ -73,7 +73,7 @@ def pause():
     time.sleep(60)
 
 real_partition, real_part, real_publish = (
-    pipeline._partition, pipeline._aggregate_part, WorkDir.publish
+    pipeline._partition, pipeline._compute_part, WorkDir.publish
 )
 
 def partition(*a):
@@ -95,7 +95,7 @@ def publish(self, ready, overwrite):
         pause()
     return real_publish(self, ready, overwrite)
 
-pipeline._partition, pipeline._aggregate_part, WorkDir.publish = partition, part, publish
+pipeline._partition, pipeline._compute_part, WorkDir.publish = partition, part, publish
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -169,7 +169,7 @@ def test_resume_notices_a_changed_image_file(tmp_path, monkeypatch, capsys):
         folder / "r.jsonl", [{"image_id": "a", "annotator_id": "u", "task": "style", "rating": 3}]
     )
     monkeypatch.setattr(
-        pipeline, "_aggregate_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+        pipeline, "_compute_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
     )
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(images, resp, tmp_path / "out")
