@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from rfengine.ingest import Images, ReadStats, Responses
 from rfengine.kernels import Preset, segment_sum, splat_heatmaps, weighted_moments
 from rfengine.options import AggregateOptions
+from rfengine.reliability import pair_counts
 from rfengine.result import AggregationResult, Scores, WordScores
 from rfengine.schema import CRITERIA, POINT_TASKS, Task, size_key, split_size_key
 
@@ -232,6 +233,10 @@ def compute(
     }
     timings["splat"] = time.perf_counter() - t0
     clicks = {task.heatmap_kind: image_clicks(len(images), resp, task) for task in POINT_TASKS}
+    pairs = {}
+    for c in CRITERIA:
+        m = resp.task == Task.from_name(c)
+        pairs[c] = pair_counts(resp.image[m], resp.rating[m], len(images))
     return AggregationResult(
         images,
         scores,
@@ -243,6 +248,7 @@ def compute(
         row_offset=row_offset,
         norm_bounds=norm_bounds or {},
         clicks=clicks,
+        rating_pairs=pairs,
     )
 
 

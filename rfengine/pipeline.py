@@ -40,7 +40,9 @@ from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, OptionArgs
+from rfengine.reliability import merge_pair_counts, reliability
 from rfengine.result import AggregationResult
+from rfengine.schema import CRITERIA
 from rfengine.write import (
     WorkDir,
     check_target,
@@ -340,6 +342,7 @@ def _aggregate_to_disk(
     t0 = time.perf_counter()
     bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not say.on)
     totals = {"reduce": 0.0, "splat": 0.0, "shards": 0}
+    pairs: dict[str, list] = {c: [] for c in CRITERIA}
     stats = ReadStats(state["read_stats"])
 
     def settle(p: int, done: dict[str, Any]) -> None:
@@ -351,6 +354,8 @@ def _aggregate_to_disk(
         totals["reduce"] += done["timings"]["reduce"]
         totals["splat"] += done["timings"]["splat"]
         totals["shards"] += len(done["targets"]) + 1  # target shards and the dataset part
+        for c in CRITERIA:
+            pairs[c].append({int(m): v for m, v in done["rating_pairs"][c].items()})
         stats = stats.merge(ReadStats(done["stats"]))
         bar.set_postfix_str(f"{totals['shards']} shards written", refresh=False)
         bar.update(min(n_img, (p + 1) * per_part) - p * per_part)
@@ -409,7 +414,16 @@ def _aggregate_to_disk(
                     with f.open("rb") as src:
                         shutil.copyfileobj(src, fh)
     timings["finalize"] = time.perf_counter() - t0
-    manifest = build_manifest(inputs, opts, stats, timings, n_img, n_rows, n_shards)
+    manifest = build_manifest(
+        inputs,
+        opts,
+        stats,
+        timings,
+        n_img,
+        n_rows,
+        n_shards,
+        reliability({c: merge_pair_counts(p) for c, p in pairs.items()}),
+    )
     manifest["partitions"] = {"count": n_parts, "images_per_partition": per_part}
     (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     work.publish(ready, overwrite)
@@ -504,7 +518,14 @@ def _write_part(
     if "targets" in options.outputs:
         targets = write_targets(result, work.dir / "shards", tag=f"-p{p:05d}")
     write_rejections(rejected, work.dir / f"rejected-part-{p:05d}.jsonl")
-    return {"targets": targets, "stats": result.stats.files, "timings": result.timings}
+    return {
+        "targets": targets,
+        "stats": result.stats.files,
+        "timings": result.timings,
+        "rating_pairs": {
+            c: {m: v.tolist() for m, v in p.items()} for c, p in result.rating_pairs.items()
+        },
+    }
 
 
 class _Say:

@@ -95,6 +95,8 @@ class AggregationResult:
     #: per heatmap kind, the clicks: ``(offsets (N + 1,), points (P, 2))``, image k's
     #: ``(x, y)`` fractions being ``points[offsets[k]:offsets[k + 1]]``
     clicks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: per criterion, the pair counts of its ratings (``rfengine.reliability.pair_counts``)
+    rating_pairs: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     #: per criterion, the (lo, hi) that ``*_score_norm`` maps to [0, 1]: the Likert range
     #: (1, 5) unless set (the ``rapidata-2025`` preset: the run's min and max)
     norm_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)

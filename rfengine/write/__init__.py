@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rfengine.reliability import reliability
 from rfengine.write.dataset import build_table, finalize_dataset, write_dataset_part
 from rfengine.write.manifest import build_manifest, describe_input, run_fingerprint, sha256
 from rfengine.write.targets import finalize_targets, load_targets, write_targets
@@ -77,6 +78,7 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
                 len(result.images),
                 n_rows,
                 n_shards,
+                reliability(result.rating_pairs),
             )
             (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             work.publish(ready, overwrite)

@@ -52,6 +52,7 @@ def build_manifest(
     n_images: int,
     n_rows: int | None,
     n_shards: int | None,
+    reliability: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The manifest's content; ``counts`` satisfies read = used + rejected.
 
@@ -74,6 +75,7 @@ def build_manifest(
             "rows_rejected": stats.rejected,
             "files": stats.files,
         },
+        "reliability": reliability or {},
         "outputs": {
             "dataset": None if n_rows is None else {"path": "dataset", "rows": n_rows},
             "targets": None if n_shards is None else {"path": "targets", "shards": n_shards},
