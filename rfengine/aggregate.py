@@ -63,8 +63,13 @@ def aggregate_scores(images: Images, r: Responses, device: torch.device) -> dict
         weight = torch.from_numpy(r.weight[m]).to(device)
         seg = torch.from_numpy(r.image[m]).to(device)
         count, wsum, mean, std = weighted_moments(rating, weight, seg, len(images))
+        wsq = segment_sum(weight * weight, seg, len(images))
         out[name] = Scores(
-            mean.cpu().numpy(), std.cpu().numpy(), count.cpu().numpy(), wsum.cpu().numpy()
+            mean.cpu().numpy(),
+            std.cpu().numpy(),
+            count.cpu().numpy(),
+            wsum.cpu().numpy(),
+            wsq.cpu().numpy(),
         )
     return out
 
@@ -81,9 +86,11 @@ def aggregate_words(images: Images, r: Responses, device: torch.device) -> WordS
     slot = torch.from_numpy(offsets[r.image[which]] + sel).to(device)
     values = segment_sum(torch.from_numpy(r.weight[which]).to(device), slot, int(offsets[-1]))
     img = torch.from_numpy(r.image[m]).to(device)
-    total = segment_sum(torch.from_numpy(r.weight[m]).to(device), img, n)
+    w = torch.from_numpy(r.weight[m]).to(device)
+    total = segment_sum(w, img, n)
+    wsq = segment_sum(w * w, img, n)
     count = np.bincount(r.image[m], minlength=n)
-    return WordScores(values.cpu().numpy(), offsets, total.cpu().numpy(), count)
+    return WordScores(values.cpu().numpy(), offsets, total.cpu().numpy(), count, wsq.cpu().numpy())
 
 
 def _chunks(

@@ -19,6 +19,32 @@ from rfengine.options import AggregateOptions
 LIKERT_RANGE = (1.0, 5.0)
 
 
+def _n_eff(w: np.ndarray, w2: np.ndarray | None) -> np.ndarray:
+    if w2 is None:
+        return np.full(w.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(w2 > 0, w * w / w2, np.nan)
+
+
+def _se(std: np.ndarray, w: np.ndarray, w2: np.ndarray | None) -> np.ndarray:
+    if w2 is None:
+        return np.full(w.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(w > 0, std * np.sqrt(w2) / w, np.nan)
+
+
+def _ci(
+    value: np.ndarray, se: np.ndarray, n_eff: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``value -+ t_q(n_eff - 1) se``, NaN where n_eff <= 1 or value is NaN."""
+    from scipy.stats import t
+
+    ok = (n_eff > 1) & ~np.isnan(value) & ~np.isnan(se)
+    half = np.full(value.shape, np.nan)
+    half[ok] = t.ppf(1 - (1 - level) / 2, n_eff[ok] - 1) * se[ok]
+    return value - half, value + half
+
+
 @dataclass(frozen=True)
 class Scores:
     """Per-image statistics of one rating criterion; NaN marks null (no usable rating).
@@ -32,6 +58,7 @@ class Scores:
     std: np.ndarray  # (N,) weighted standard deviation
     count: np.ndarray  # (N,) number of ratings (int64)
     weight: np.ndarray  # (N,) sum of weights
+    weight_sq: np.ndarray | None = None  # (N,) sum of squared weights (None: unknown)
 
     @property
     def norm(self) -> np.ndarray:
@@ -43,6 +70,20 @@ class Scores:
         lo, hi = bounds
         with np.errstate(invalid="ignore", divide="ignore"):
             return (self.score - lo) / (hi - lo)
+
+    @property
+    def n_eff(self) -> np.ndarray:
+        """Kish's effective sample size (sum w)^2 / sum w^2 (NaN without ratings)."""
+        return _n_eff(self.weight, self.weight_sq)
+
+    @property
+    def se(self) -> np.ndarray:
+        """Standard error of the weighted mean: std * sqrt(sum w^2) / sum w."""
+        return _se(self.std, self.weight, self.weight_sq)
+
+    def ci(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """``score -+ t(1 - (1 - level) / 2, n_eff - 1) * se``; NaN where n_eff <= 1."""
+        return _ci(self.score, self.se, self.n_eff, level)
 
     def range(self) -> tuple[float, float]:
         """``(min, max)`` of the non-null scores (NaN, NaN when there are none)."""
@@ -62,6 +103,29 @@ class WordScores:
     offsets: np.ndarray  # (N + 1,) int64
     total: np.ndarray  # (N,) total weight of the image's word responses
     count: np.ndarray  # (N,) number of word responses
+
+    weight_sq: np.ndarray | None = None  # (N,) sum of squared weights of word responses
+
+    @property
+    def no_mistake_fraction(self) -> np.ndarray:
+        """``(N,)`` weighted share of word responses that said "[No_Mistake]"."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, self.no_mistake / self.total, np.nan)
+
+    @property
+    def n_eff(self) -> np.ndarray:
+        """Kish's effective number of word responses per image."""
+        return _n_eff(self.total, self.weight_sq)
+
+    @property
+    def no_mistake_se(self) -> np.ndarray:
+        """Standard error of ``no_mistake_fraction`` (a weighted mean of 0/1 answers)."""
+        p = self.no_mistake_fraction
+        return _se(np.sqrt(p * (1 - p)), self.total, self.weight_sq)
+
+    def no_mistake_ci(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence interval of ``no_mistake_fraction``, as ``Scores.ci``."""
+        return _ci(self.no_mistake_fraction, self.no_mistake_se, self.n_eff, level)
 
     def word_values(self, k: int) -> np.ndarray:
         """Image k's per-word weight sums (without the No_Mistake slot)."""

@@ -90,6 +90,17 @@ def make_rows(n_images: int = 40, seed: int = 0, sizes=SIZES) -> tuple[list[dict
     return images, [responses[i] for i in perm]
 
 
+def same_tensor(x, y) -> bool:
+    """Equal shapes, dtypes and values, NaN where NaN (torch.equal says NaN != NaN)."""
+    import torch
+
+    if x.shape != y.shape or x.dtype != y.dtype:
+        return False
+    if x.is_floating_point():
+        return torch.equal(x.isnan(), y.isnan()) and torch.equal(x.nan_to_num(0), y.nan_to_num(0))
+    return torch.equal(x, y)
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

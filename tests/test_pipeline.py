@@ -5,7 +5,7 @@ import json
 import datasets
 import numpy as np
 import pytest
-from fixtures import make_rows, write_csv, write_jsonl, write_parquet
+from fixtures import make_rows, same_tensor, write_csv, write_jsonl, write_parquet
 from safetensors.torch import load_file
 
 import rfengine.pipeline as pipeline
@@ -36,7 +36,7 @@ def assert_same_output(a, b):
 
             x = torch.cat(cat[(a, name)]) if (a, name) in cat else None
             y = torch.cat(cat[(b, name)]) if (b, name) in cat else None
-            assert x is not None and y is not None and torch.equal(x, y), (key, name)
+            assert x is not None and y is not None and same_tensor(x, y), (key, name)
 
 
 @pytest.fixture(scope="module")

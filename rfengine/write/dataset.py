@@ -35,6 +35,11 @@ PUBLISHED_ORDER = (
 )
 
 
+#: the uncertainty of a score: Kish's effective sample size, the standard error and the
+#: 95% confidence interval (see ``rfengine.result.Scores``)
+UNCERTAINTY = ("n_eff", "se", "ci_low", "ci_high")
+
+
 def column_order(names: list[str], preset: str) -> list[str]:
     """The dataset's column order: ``rapidata-2025`` puts the published columns in the
     published order (rfengine's after them); ``default`` keeps scores, then norms, then maps."""
@@ -68,6 +73,10 @@ def features(
         cols[f"{c}_count"] = Value("int32")
         cols[f"{c}_weight"] = Value("float32")
         cols[f"{c}_std"] = Value("float32")
+        for stat in UNCERTAINTY:
+            cols[f"{c}_{stat}"] = Value("float32")
+    for stat in UNCERTAINTY:
+        cols[f"no_mistake_{stat}"] = Value("float32")
     return Features({name: cols[name] for name in column_order(list(cols), preset)})
 
 
@@ -150,6 +159,12 @@ def build_table(
         cols[f"{c}_count"] = pa.array(s.count[rows], pa.int32())
         cols[f"{c}_weight"] = pa.array(s.weight[rows], pa.float32())
         cols[f"{c}_std"] = _nullable(s.std[rows], np.isnan(s.std[rows]), pa.float32())
+        low, high = s.ci()
+        for stat, v in zip(UNCERTAINTY, (s.n_eff, s.se, low, high), strict=True):
+            cols[f"{c}_{stat}"] = _nullable(v[rows], np.isnan(v[rows]), pa.float32())
+    low, high = words.no_mistake_ci()
+    for stat, v in zip(UNCERTAINTY, (words.n_eff, words.no_mistake_se, low, high), strict=True):
+        cols[f"no_mistake_{stat}"] = _nullable(v[rows], np.isnan(v[rows]), pa.float32())
     table = pa.table({name: cols[name] for name in feats}).cast(feats.arrow_schema)
     return table, feats
 

@@ -16,6 +16,9 @@ tensor                      shape, dtype    meaning
 ``scores``                  (N, 3) float32  style, coherence, alignment means (0 if null)
 ``scores_norm``             (N, 3) float32  (score - 1) / 4; min-max for ``rapidata-2025``
 ``scores_mask``             (N, 3) bool     score present
+``scores_n_eff``            (N, 3) float32  Kish's effective sample size (NaN: none)
+``scores_se``               (N, 3) float32  standard error of the score (NaN: undefined)
+``scores_ci``               (N, 3, 2)       95% confidence interval (NaN where n_eff <= 1)
 ``word_values``             (T,) float32    per-token weight sums, image after image
 ``word_offsets``            (N + 1,) int64  image k's tokens: values[off[k]:off[k+1]]
 ``no_mistake``              (N,) float32    "[No_Mistake]" weight
@@ -64,6 +67,10 @@ def _shape_groups(result: AggregationResult) -> dict[tuple[int, int], np.ndarray
     return {split_size_key(k): np.flatnonzero(keys == k) for k in np.unique(keys)}
 
 
+def _f32(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
 def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, int]) -> dict:
     """The tensors of one shard (see the module docstring)."""
     h, w = hw
@@ -87,6 +94,9 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
         np.where(mask & ~np.isnan(norm), norm, 0).astype(np.float32)
     )
     t["scores_mask"] = torch.from_numpy(mask)
+    t["scores_n_eff"] = _f32(np.stack([result.scores[c].n_eff[rows] for c in CRITERIA], 1))
+    t["scores_se"] = _f32(np.stack([result.scores[c].se[rows] for c in CRITERIA], 1))
+    t["scores_ci"] = _f32(np.stack([np.stack(result.scores[c].ci(), 1)[rows] for c in CRITERIA], 1))
     words = result.words
     vals = [words.word_values(k) for k in rows]
     t["word_values"] = torch.from_numpy(
