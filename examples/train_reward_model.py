@@ -72,7 +72,7 @@ def predict(model: nn.Module, data: RichFeedbackDataset, rows: list[int], folder
         for k in rows:
             item = data[k]
             maps, scores = model(item["image"][None])
-            size = tuple(data._row_tensors(k)["coherence_heatmap"].shape)  # the target's
+            size = tuple(data.targets(k)["coherence_heatmap"].shape)  # the target's
             g = groups.setdefault(
                 size, {"ids": [], "scores_norm": [], **{m: [] for m in HEATMAP_KINDS}}
             )

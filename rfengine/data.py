@@ -97,6 +97,8 @@ class RichFeedbackDataset(torch.utils.data.Dataset):
         if (where[:, 0] < 0).any():
             raise InputError(f"{out}: rows without targets: {np.flatnonzero(where[:, 0] < 0)[:5]}")
         self.where = where
+        cols = ["image_id", "prompt"] + (["image"] if self.with_image else [])
+        self._rows = self.dataset.select_columns(cols).with_format(None)  # made once
         self._open: dict[int, Any] = {}  # shard handles of this process
 
     def __len__(self) -> int:
@@ -112,7 +114,9 @@ class RichFeedbackDataset(torch.utils.data.Dataset):
             self._open[f] = safe_open(str(self.files[f]), framework="pt")
         return self._open[f]
 
-    def _row_tensors(self, k: int) -> dict[str, torch.Tensor]:
+    def targets(self, k: int) -> dict[str, torch.Tensor]:
+        """Row ``k``'s target tensors as stored (the targets' map size, no resizing, no
+        labels): heatmaps and masks, scores, ``token_scores``, ``words_mask``."""
         f, q = (int(v) for v in self.where[k])
         fh = self._shard(f)
         get = fh.get_slice
@@ -130,13 +134,12 @@ class RichFeedbackDataset(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> dict[str, Any]:
         if not 0 <= k < len(self):
             raise IndexError(k)
-        item = self._row_tensors(k)
+        item = self.targets(k)
         item["token_labels"] = (item["token_scores"] >= self.threshold).long()
         if self.heatmap_size is not None:
             for kind in HEATMAP_KINDS:
                 item[f"{kind}_heatmap"] = resize_map(item[f"{kind}_heatmap"], self.heatmap_size)
-        cols = ["image_id", "prompt"] + (["image"] if self.with_image else [])
-        row = self.dataset.select_columns(cols).with_format(None)[k]
+        row = self._rows[k]
         item["image_id"], item["prompt"] = row["image_id"], row["prompt"]
         if self.with_image:
             item["image"] = _image_tensor(row["image"], self.image_size)

@@ -95,11 +95,13 @@ def export_richhf(
     ds = RichFeedbackDataset(out, threshold=threshold)
     if not ds.with_image:
         raise InputError(f"{out}: no images in the dataset (the images table gave no paths)")
-    raw = ds.dataset.cast_column("image", datasets.Image(decode=False))
+    raw = ds.dataset.select_columns(["image", "image_id", "prompt"]).cast_column(
+        "image", datasets.Image(decode=False)
+    )  # the embedded files' bytes, as stored
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for k in range(len(ds)):
-        item = ds._row_tensors(k)
-        cell = raw.select_columns(["image", "image_id", "prompt"])[k]
+        item = ds.targets(k)
+        cell = raw[k]
         norm = torch.where(item["scores_mask"], item["scores_norm"], float("nan")).tolist()
         misaligned = (item["token_scores"] >= threshold).tolist()
         clean, labeled, labels = richhf_prompts(cell["prompt"], misaligned)

@@ -264,12 +264,14 @@ def evaluate(target: str | Path, pred: str | Path, *, threshold: float = 0.5) ->
         if unknown:
             raise InputError(f"{path}: image ids not in {target}: {unknown[:5]}")
         loc = [where[i] for i in ids]
+        by_shard: dict[int, list[int]] = {}  # predictions' positions per target shard
+        for n, (s, _) in enumerate(loc):
+            by_shard.setdefault(s, []).append(n)
         for kind in HEATMAP_KINDS:
             if f"{kind}_heatmap" not in tensors:
                 continue
             got = tensors[f"{kind}_heatmap"].double()
-            for s in sorted({s for s, _ in loc}):
-                pos = [n for n, (s2, _) in enumerate(loc) if s2 == s]
+            for s, pos in sorted(by_shard.items()):
                 rows = torch.tensor([loc[n][1] for n in pos])
                 t, _ = out.targets[s]
                 gt = t[f"{kind}_heatmap"][rows].double()

@@ -133,10 +133,14 @@ def save_shard(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str,
         header = json.loads(fh.read(n))
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
         text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-        if len(text) > n:  # never seen: the library's JSON is as compact as this
-            raise RuntimeError(f"{path}: safetensors header grew when its keys were sorted")
-        fh.seek(8)
-        fh.write(text + b" " * (n - len(text)))  # safetensors pads its header with spaces
+        if len(text) <= n:  # the usual case: the same JSON, keys in another order
+            fh.seek(8)
+            fh.write(text + b" " * (n - len(text)))  # safetensors pads its header so
+            return
+    # escaped differently (exotic characters in an id): a new header, the data after it
+    data = path.read_bytes()[8 + n :]
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
 
 
 def write_targets(result: AggregationResult, folder: Path, tag: str = "") -> list[dict]:

@@ -178,3 +178,23 @@ def test_resume_notices_a_changed_image_file(tmp_path, monkeypatch, capsys):
     Image.new("RGB", (16, 12), (0, 0, 200)).save(folder / "a.png")  # same size, new bytes
     aggregate_to_disk(images, resp, tmp_path / "out", resume=True, progress=True)
     assert "(its image files changed)" in capsys.readouterr().err
+
+
+def test_shard_headers_are_reproducible_for_any_id(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from rfengine.write.targets import save_shard
+
+    ids = json.dumps(['é\u0001\u2028"q\\', "\x7f", "a/b", "日本"], ensure_ascii=False)
+    meta = {"image_ids": ids, "b": "1", "a": "2", "format": "x"}
+    paths = [tmp_path / "one.safetensors", tmp_path / "two.safetensors"]
+    for p in paths:
+        save_shard({"x": torch.arange(5), "y": torch.ones(2, 3)}, p, meta)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    data = paths[0].read_bytes()
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    assert list(header["__metadata__"]) == sorted(meta)  # in the file, keys sorted
+    with safe_open(str(paths[0]), "pt") as fh:
+        assert fh.metadata() == meta
+        assert torch.equal(fh.get_tensor("x"), torch.arange(5))
