@@ -50,3 +50,13 @@ class InputError(ValueError):
             else ""
         )
         return cls(rej.message() + tail, rej)
+
+
+def shorten(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile cell can be megabytes.
+
+    >>> shorten("x" * 500, 10)
+    "'xxxxxxxxx... (502 characters)"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -102,3 +104,21 @@ def parquet_where(row: int, group_sizes: list[int]) -> str:
             return f"row group {g}, row {row}"
         row -= n
     return f"row {row}"
+
+
+def as_float(v: int | float) -> float:
+    """``float(v)``, an integer beyond float range as +-inf (as pyarrow's reader reads it,
+    so that a row's verdict does not depend on which reader parsed its block)."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def json_error(exc: Exception) -> str:
+    """What is wrong with a JSON text, in a few words."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return str(exc)  # e.g. an integer of more than 4300 digits

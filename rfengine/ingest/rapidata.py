@@ -35,7 +35,8 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfengine.errors import InputError
+from rfengine.errors import InputError, shorten
+from rfengine.ingest.formats import as_float, json_error
 from rfengine.ingest.images import Images
 from rfengine.schema import CRITERIA, NO_MISTAKE, TASKS
 
@@ -78,13 +79,13 @@ def _points(detail: dict, at: str, units: PointUnits) -> list[list[float]]:
     loc = detail[key]
     loc = [loc] if isinstance(loc, dict) else loc
     if not isinstance(loc, list):
-        raise _bad(at, key, f"expected a list of {{x, y}}, got {_short(loc)}")
+        raise _bad(at, key, f"expected a list of {{x, y}}, got {shorten(loc)}")
     top = 100 if units == "percent" else 1
     pts = []
     for p in loc:
         x, y = (p.get("x"), p.get("y")) if isinstance(p, dict) else (None, None)
         if not all(_number(v) and 0 <= v <= top for v in (x, y)):
-            why = f"expected {{x, y}} in {units} (0-{top}), got {_short(p)}"
+            why = f"expected {{x, y}} in {units} (0-{top}), got {shorten(p)}"
             if units == "ratio" and all(_number(v) and 0 <= v <= 100 for v in (x, y)):
                 why += "; are these percent? pass --point-units percent"
             raise _bad(at, key, why)
@@ -100,26 +101,21 @@ def _words(detail: dict, tokens: list[str], at: str) -> list[int]:
         raise _bad(at, "selectedWords", "missing (a select-words result carries it)")
     words = detail["selectedWords"]
     if not isinstance(words, list):
-        raise _bad(at, "selectedWords", f"expected a list, got {_short(words)}")
+        raise _bad(at, "selectedWords", f"expected a list, got {shorten(words)}")
     sel = []
     for w in words:
         idx, word = (w.get("wordIndex"), w.get("word")) if isinstance(w, dict) else (None, None)
         if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(tokens):
             why = (
-                f"word index {_short(idx)} outside the prompt's {len(tokens) - 1} words + "
+                f"word index {shorten(idx)} outside the prompt's {len(tokens) - 1} words + "
                 f"{NO_MISTAKE}"
             )
             raise _bad(at, "selectedWords", why)
         if word != tokens[idx]:
-            why = f"word {_short(word)} at index {idx}, but the prompt has {tokens[idx]!r} there"
+            why = f"word {shorten(word)} at index {idx}, but the prompt has {tokens[idx]!r} there"
             raise _bad(at, "selectedWords", why)
         sel.append(idx)
     return sel
-
-
-def _short(v: Any, limit: int = 120) -> str:
-    text = repr(v)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _as_dict(v: Any, at: str, field: str) -> dict:
@@ -127,7 +123,7 @@ def _as_dict(v: Any, at: str, field: str) -> dict:
     if v is None:
         return {}
     if not isinstance(v, dict):
-        raise _bad(at, field, f"expected an object, got {_short(v)}")
+        raise _bad(at, field, f"expected an object, got {shorten(v)}")
     return v
 
 
@@ -163,11 +159,8 @@ def _weight(detail: dict, layout: str, at: str) -> float | None:
     if w is None:
         return None
     if not _number(w):
-        raise _bad(at, "userDetails", f"expected a numeric trust score, got {_short(w)}")
-    try:
-        return float(w)  # the aggregation rejects weights beyond MAX_WEIGHT
-    except OverflowError:
-        return float("inf")
+        raise _bad(at, "userDetails", f"expected a numeric trust score, got {shorten(w)}")
+    return as_float(w)  # the aggregation rejects weights beyond MAX_WEIGHT
 
 
 def convert_results(
@@ -206,11 +199,11 @@ def convert_results(
         tokens = images.tokens[row] + [NO_MISTAKE]
         details = item.get("detailedResults")
         if not isinstance(details, list):
-            raise _bad(where, "detailedResults", f"expected a list, got {_short(details)}")
+            raise _bad(where, "detailedResults", f"expected a list, got {shorten(details)}")
         for k, detail in enumerate(details):
             at = f"{where} ({name!r}).detailedResults[{k}]"
             if not isinstance(detail, dict):
-                raise InputError(f"{at}: expected an object, got {_short(detail)}")
+                raise InputError(f"{at}: expected an object, got {shorten(detail)}")
             ann, has_id = _annotator(detail, task, name, k, at)
             weight = _weight(detail, layout, at)
             notes["no_weight"] += weight is None
@@ -248,12 +241,9 @@ def _load_json(path: Path) -> Any:
         raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno}: malformed JSON: {exc.msg}") from None
-    except RecursionError:
-        raise InputError(f"{path}: malformed JSON: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise InputError(f"{path}: malformed JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        line = f"line {exc.lineno}: " if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError(f"{path}: {line}malformed JSON: {json_error(exc)}") from None
 
 
 def import_rapidata(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,8 +24,15 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from rfengine.errors import InputError, Rejection
-from rfengine.ingest.formats import NOT_UTF8, check_readable, csv_header, parquet_where
+from rfengine.errors import InputError, Rejection, shorten
+from rfengine.ingest.formats import (
+    NOT_UTF8,
+    as_float,
+    check_readable,
+    csv_header,
+    json_error,
+    parquet_where,
+)
 from rfengine.ingest.images import Images, image_index
 from rfengine.schema import MAX_POINTS, MAX_WEIGHT, TASKS, Task
 
@@ -132,12 +138,6 @@ def _line_where(n: int) -> str:
     return f"line {n}"
 
 
-def _short(v: Any, limit: int = 200) -> str:
-    """``repr(v)``, cut to ``limit`` characters (a hostile cell can be megabytes)."""
-    text = repr(v)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
 def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]:
     """One record to the schema's Python types, or (None, field, reason)."""
     if not isinstance(rec, dict):
@@ -146,7 +146,7 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
     for f in REQUIRED:
         v = rec.get(f)
         if v is not None and not isinstance(v, str):
-            return None, f, f"expected a string, got {_short(v)}"
+            return None, f, f"expected a string, got {shorten(v)}"
         out[f] = v  # empty strings are rejected as missing by the validation, like nulls
     for f in ("weight", "rating"):
         v = rec.get(f)
@@ -154,10 +154,10 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
             try:
                 v = float(v) if v.strip() else None
             except ValueError:
-                return None, f, f"expected a number, got {_short(v)}"
+                return None, f, f"expected a number, got {shorten(v)}"
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            return None, f, f"expected a number, got {_short(v)}"
-        out[f] = None if v is None else _float(v)
+            return None, f, f"expected a number, got {shorten(v)}"
+        out[f] = None if v is None else as_float(v)
     for f in ("points", "selected"):
         v = rec.get(f)
         if from_text and isinstance(v, str):
@@ -167,12 +167,12 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
                 try:
                     v = json.loads(v)
                 except (ValueError, RecursionError) as exc:
-                    return None, f, f"malformed JSON cell: {_json_error(exc)}"
+                    return None, f, f"malformed JSON cell: {json_error(exc)}"
         if v is None:
             out[f] = None
             continue
         if not isinstance(v, list):
-            return None, f, f"expected a list, got {_short(v)}"
+            return None, f, f"expected a list, got {shorten(v)}"
         if f == "points":
             ok = all(
                 isinstance(p, list)
@@ -180,32 +180,14 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
                 for p in v
             )
             if not ok:
-                return None, f, f"expected a list of [x, y] number pairs, got {_short(v)}"
-            v = [[_float(c) for c in p] for p in v]
+                return None, f, f"expected a list of [x, y] number pairs, got {shorten(v)}"
+            v = [[as_float(c) for c in p] for p in v]
         elif not all(isinstance(k, int) and not isinstance(k, bool) for k in v):
-            return None, f, f"expected a list of integer word indices, got {_short(v)}"
+            return None, f, f"expected a list of integer word indices, got {shorten(v)}"
         elif any(not -_INT64 <= k < _INT64 for k in v):
-            return None, f, f"word index out of range in {_short(v)}"
+            return None, f, f"word index out of range in {shorten(v)}"
         out[f] = v
     return out, "", ""
-
-
-def _float(v: int | float) -> float:
-    """``float(v)``, an integer beyond float range as +-inf (as pyarrow's reader reads it,
-    so that a row's verdict does not depend on which reader parsed its block)."""
-    try:
-        return float(v)
-    except OverflowError:
-        return math.inf if v > 0 else -math.inf
-
-
-def _json_error(exc: Exception) -> str:
-    """What is wrong with a JSON text, in a few words."""
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    if isinstance(exc, json.JSONDecodeError):
-        return exc.msg
-    return str(exc)  # e.g. an integer of more than 4300 digits
 
 
 def _records_to_parsed(
@@ -215,7 +197,7 @@ def _records_to_parsed(
     rows, locs, rejected = [], [], []
     for line, rec, err in records:
         if err:
-            raw = _short(rec, 1000) if not isinstance(rec, str) else rec[:1000]
+            raw = shorten(rec, 1000) if not isinstance(rec, str) else rec[:1000]
             rejected.append(Rejection(str(path), _line_where(line), "", err, raw, (0, line)))
             continue
         out, fld, why = _coerce(rec, from_text)
@@ -292,7 +274,7 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[_Parsed]:
                 why = (
                     "truncated JSON (file ends mid-record)"
                     if last and isinstance(exc, json.JSONDecodeError)
-                    else f"malformed JSON: {_json_error(exc)}"
+                    else f"malformed JSON: {json_error(exc)}"
                 )
                 records.append((n, text[:1000], why))
         yield _records_to_parsed(path, records, False, len(records))
@@ -313,7 +295,7 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _csv_rows(path: Path, reader: Any) -> Iterator[tuple[int, Any, str]]:
+def _csv_rows(reader: Any) -> Iterator[tuple[int, Any, str]]:
     """(line, record, parse error) per CSV row; a row the csv module cannot read, or with
     bytes that are not UTF-8, is an error of its own line."""
     while True:
@@ -340,7 +322,7 @@ def _parse_csv(path: Path, chunk_rows: int) -> Iterator[_Parsed]:
         if missing:
             raise InputError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
         records: list[tuple[int, Any, str]] = []
-        for record in _csv_rows(path, reader):
+        for record in _csv_rows(reader):
             records.append(record)
             if len(records) >= chunk_rows:
                 yield _records_to_parsed(path, records, True, len(records))
