@@ -22,8 +22,6 @@ from rfengine.reliability import pair_counts
 from rfengine.result import AggregationResult, Scores, WordScores
 from rfengine.schema import CRITERIA, POINT_TASKS, Task, size_key, split_size_key
 
-_NUMPY = {torch.float16: np.float16, torch.float32: np.float32}
-
 
 def rapidata_pixels(points: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
     """Points as Rapidata's 2025 script placed them, returned as their pixels' centres.
@@ -196,7 +194,7 @@ def aggregate_heatmaps(
     bar.close()
     for k in np.flatnonzero(nan_maps):
         h, w = size or (int(images.height[k]), int(images.width[k]))
-        out[k] = np.full((h, w), np.nan, dtype=_NUMPY[dtype])
+        out[k] = torch.full((h, w), torch.nan, dtype=dtype).numpy()
     return out
 
 
