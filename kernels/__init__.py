@@ -3,7 +3,7 @@
 No I/O and no configuration here; results stay on the inputs' device.
 """
 
-from rfengine.kernels.segment import segment_sum, weighted_moments
+from rfengine.kernels.segment import concat_ranges, segment_sum, weighted_moments
 from rfengine.kernels.splat import (
     MIN_EXPONENT,
     Preset,
@@ -21,6 +21,7 @@ __all__ = [
     "MIN_EXPONENT",
     "Preset",
     "annotator_peaks",
+    "concat_ranges",
     "discrete_kernel_radius",
     "gaussian_profiles",
     "gaussian_modes",

@@ -1,7 +1,9 @@
-"""Vectorised segment reductions: weighted rating moments and weighted selection sums."""
+"""Vectorised segment reductions: weighted rating moments and weighted selection sums, and
+the index ranges of segments (numpy, for gathering a segment's entries)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,3 +44,10 @@ def weighted_moments(
 def segment_sum(weights: Tensor, index: Tensor, n: int) -> Tensor:
     """Sum of ``weights`` per ``index`` in ``[0, n)``: ``(N,), (N,) -> (n,)``."""
     return torch.zeros(n, dtype=weights.dtype, device=weights.device).index_add_(0, index, weights)
+
+
+def concat_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + n)`` over pairs ``(s, n)``, without a Python loop."""
+    lens = np.asarray(lens, dtype=np.int64)
+    shift = np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lens) - lens), lens)
+    return shift + np.arange(int(lens.sum()), dtype=np.int64)

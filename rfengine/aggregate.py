@@ -7,6 +7,7 @@ reductions) -> ``rfengine.result`` (plain data) -> ``rfengine.write``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rfengine.ingest import Images, ReadStats, Responses
-from rfengine.kernels import Preset, segment_sum, splat_heatmaps, weighted_moments
+from rfengine.kernels import Preset, concat_ranges, segment_sum, splat_heatmaps, weighted_moments
 from rfengine.options import AggregateOptions
 from rfengine.reliability import pair_counts
 from rfengine.result import AggregationResult, Scores, WordScores
@@ -43,13 +44,6 @@ def rapidata_pixels(points: np.ndarray, width: np.ndarray, height: np.ndarray) -
     col = np.minimum(np.floor(x * width), width - 1)
     row = np.minimum(np.floor(y_cut * height), height - 1)
     return np.stack([(col + 0.5) / width, (row + 0.5) / height], axis=1)
-
-
-def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + n)`` over pairs ``(s, n)``, without a Python loop."""
-    lens = np.asarray(lens, dtype=np.int64)
-    shift = np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lens) - lens), lens)
-    return shift + np.arange(int(lens.sum()), dtype=np.int64)
 
 
 def aggregate_scores(images: Images, r: Responses, device: torch.device) -> dict[str, Scores]:
@@ -80,7 +74,7 @@ def aggregate_words(images: Images, r: Responses, device: torch.device) -> WordS
     resp = np.flatnonzero(m)
     lens = r.selected_offsets[resp + 1] - r.selected_offsets[resp]
     which = np.repeat(resp, lens)
-    sel = r.selected[_ranges(r.selected_offsets[resp], lens)]
+    sel = r.selected[concat_ranges(r.selected_offsets[resp], lens)]
     slot = torch.from_numpy(offsets[r.image[which]] + sel).to(device)
     values = segment_sum(torch.from_numpy(r.weight[which]).to(device), slot, int(offsets[-1]))
     img = torch.from_numpy(r.image[m]).to(device)
@@ -156,9 +150,9 @@ def aggregate_heatmaps(
         disable=not progress,
     )
     for (h, w), members in _chunks(images, present, size, budget):
-        sel = _ranges(bounds[members], bounds[members + 1] - bounds[members])
+        sel = concat_ranges(bounds[members], bounds[members + 1] - bounds[members])
         c_resp, c_lens = resp[sel], lens[sel]
-        pts = r.points[_ranges(r.point_offsets[c_resp], c_lens)]
+        pts = r.points[concat_ranges(r.point_offsets[c_resp], c_lens)]
         ann_img = np.searchsorted(members, r.image[c_resp])  # position in the chunk
         if preset == "rapidata-2025":
             pts = rapidata_pixels(pts, np.repeat(w, len(pts)), np.repeat(h, len(pts)))
@@ -237,6 +231,11 @@ def compute(
         for task in POINT_TASKS
     }
     timings["splat"] = time.perf_counter() - t0
+    split_half = {}
+    if options.reliability:
+        t0 = time.perf_counter()
+        split_half = heatmap_split_half(images, resp, options)
+        timings["split_half"] = time.perf_counter() - t0
     clicks = {task.heatmap_kind: image_clicks(len(images), resp, task) for task in POINT_TASKS}
     pairs = {}
     for c in CRITERIA:
@@ -254,7 +253,71 @@ def compute(
         norm_bounds=norm_bounds or {},
         clicks=clicks,
         rating_pairs=pairs,
+        heatmap_reliability=split_half,
     )
+
+
+#: the seed of the annotators' split into halves (``heatmap_split_half``)
+SPLIT_SEED = b"rfengine-split-half"
+
+
+def annotator_halves(ids: np.ndarray) -> np.ndarray:
+    """0 or 1 per annotator id: the lowest bit of its keyed BLAKE2b hash (stable across
+    runs, machines and partitions; one hash per distinct annotator, not per response)."""
+    return np.array(
+        [
+            hashlib.blake2b(str(a).encode(), key=SPLIT_SEED, digest_size=8).digest()[0] & 1
+            for a in ids
+        ],
+        dtype=np.int64,
+    )
+
+
+def heatmap_split_half(
+    images: Images, resp: Responses, options: AggregateOptions
+) -> dict[str, np.ndarray]:
+    """Per heatmap kind, each image's split-half reliability: the annotators split in two
+    (``annotator_halves``), each half's map made as the full one is, their Pearson
+    correlation r over the pixels, corrected by Spearman-Brown to 2r / (1 + r). ``(N,)``
+    float64, NaN where a half has no map or either map is constant."""
+    half = annotator_halves(resp.annotator_ids)[resp.annotator]
+    maps = []
+    for h in (0, 1):
+        sub = resp.take(half == h)
+        maps.append(
+            {
+                task.heatmap_kind: aggregate_heatmaps(
+                    images,
+                    sub,
+                    task,
+                    preset=options.preset,
+                    size=options.heatmap_size,
+                    device=options.device,
+                    dtype=torch.float32,
+                    budget=options.memory_budget // 4,
+                )
+                for task in POINT_TASKS
+            }
+        )
+    out = {}
+    for task in POINT_TASKS:
+        kind = task.heatmap_kind
+        rel = np.full(len(images), np.nan)
+        both = [k for k, (a, b) in enumerate(zip(maps[0][kind], maps[1][kind], strict=True))
+                if a is not None and b is not None]  # fmt: skip
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for k in both:
+            shapes.setdefault(maps[0][kind][k].shape, []).append(k)
+        for ks in shapes.values():  # one vectorised step per output size
+            a = np.stack([maps[0][kind][k].ravel() for k in ks]).astype(np.float64)
+            b = np.stack([maps[1][kind][k].ravel() for k in ks]).astype(np.float64)
+            a -= a.mean(axis=1, keepdims=True)
+            b -= b.mean(axis=1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+                rel[ks] = np.where(np.isfinite(r) & (r > -1), 2 * r / (1 + r), np.nan)
+        out[kind] = rel
+    return out
 
 
 def image_clicks(n: int, r: Responses, task: Task) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +325,7 @@ def image_clicks(n: int, r: Responses, task: Task) -> tuple[np.ndarray, np.ndarr
     (Responses are sorted by image, so each image's clicks are contiguous)."""
     resp = np.flatnonzero(r.task == task)
     lens = r.point_offsets[resp + 1] - r.point_offsets[resp]
-    points = r.points[_ranges(r.point_offsets[resp], lens)]
+    points = r.points[concat_ranges(r.point_offsets[resp], lens)]
     per_image = np.bincount(np.repeat(r.image[resp], lens), minlength=n)
     return np.concatenate([[0], np.cumsum(per_image)]).astype(np.int64), points
 

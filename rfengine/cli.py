@@ -20,6 +20,7 @@ from rfengine.options import (
     AggregateOptions,
     OnError,
     Preset,
+    Prior,
     Weights,
     parse_bytes,
     parse_heatmap_size,
@@ -72,7 +73,20 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         "--weights",
         default="trust",
         choices=get_args(Weights),
-        help="use each response's trust weight (default) or weigh all responses equally",
+        help="use each response's trust weight (default), weigh all responses equally, or "
+        "estimate each annotator's trust from their agreement with the others "
+        "(writes OUT/annotators.parquet)",
+    )
+    p.add_argument(
+        "--prior",
+        default="trust",
+        choices=get_args(Prior),
+        help="with --weights estimate: start from the given weights (default) or from 1.0",
+    )
+    p.add_argument(
+        "--reliability",
+        action="store_true",
+        help="also compute each heatmap's split-half reliability per image (two more splats)",
     )
     p.add_argument(
         "--memory-budget",
@@ -124,6 +138,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             on_error=args.on_error,
             weights=args.weights,
+            prior=args.prior,
+            reliability=args.reliability,
             memory_budget=args.memory_budget,
             outputs=args.outputs,
             dataset_heatmaps=args.dataset_heatmaps == "yes",
@@ -255,15 +271,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report, figures = run_demo(
         args.out, args.images, args.seed, args.device, progress=not args.quiet
     )
-    t, u = figures["trust"], figures["uniform"]
-    print("recovery of the planted truth: trust-weighted vs unweighted")
+    t, e, u = figures["trust"], figures["estimate"], figures["uniform"]
+    print("recovery of the planted truth: given trust | trust estimated from the data | uniform")
     for key, label in (
         ("coherence_peak_distance", "coherence heatmap peak to defect (x side)"),
         ("alignment_peak_distance", "alignment heatmap peak to defect (x side)"),
         ("alignment_spearman", "alignment score rank correlation"),
         ("top_word_accuracy", "top word is the planted wrong word"),
     ):
-        print(f"  {label:44s} {t[key]:.3f} vs {u[key]:.3f}")
+        print(f"  {label:44s} {t[key]:.3f} | {e[key]:.3f} | {u[key]:.3f}")
     print(f"report: {report.resolve()}")
     return 0
 
@@ -486,6 +502,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_annotators(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "annotators",
+        help="the least and most trusted annotators of an output (--weights estimate)",
+        description="Print the annotators of OUT/annotators.parquet, least trusted first and "
+        "most trusted last, with their responses, given and estimated weights and agreement.",
+    )
+    p.add_argument("out", type=Path, help="an rfengine output written with --weights estimate")
+    p.add_argument("-n", type=_positive, default=10, help="how many at each end (default 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per annotator instead")
+    p.set_defaults(func=cmd_annotators)
+
+
+def cmd_annotators(args: argparse.Namespace) -> int:
+    from rfengine.output import load_annotators
+
+    table = load_annotators(args.out)
+    rows = sorted(table.to_pylist(), key=lambda r: (r["weight_estimated"], r["annotator_id"]))
+    picked = rows if len(rows) <= 2 * args.n else rows[: args.n] + rows[-args.n :]
+    if args.json:
+        _print_json(picked)
+        return 0
+    agree = [t for t in TASKS if f"agreement_{t}" in table.column_names]
+    head = f"{'annotator_id':24s} {'responses':>9s} {'given':>7s} {'estimated':>9s}  " + " ".join(
+        f"{t[:12]:>12s}" for t in agree
+    )
+    print(f"{len(rows)} annotators, least trusted first (agreement: chance-corrected, per task)")
+    print(head)
+    for k, r in enumerate(picked):
+        if len(rows) > 2 * args.n and k == args.n:
+            print(f"{'...':24s}")
+        n = sum(r[f"responses_{t}"] for t in TASKS)
+        cells = " ".join(
+            f"{'-':>12s}" if r[f"agreement_{t}"] is None else f"{r[f'agreement_{t}']:12.3f}"
+            for t in agree
+        )
+        name = r["annotator_id"] if len(r["annotator_id"]) <= 24 else r["annotator_id"][:23] + "…"
+        print(f"{name:24s} {n:9d} {r['weight_given']:7.3f} {r['weight_estimated']:9.3f}  {cells}")
+    return 0
+
+
 def _print_json(rows: list[dict[str, Any]]) -> None:
     """One JSON object per line on stdout."""
     for row in rows:
@@ -512,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_export(sub)
     _add_evaluate(sub)
+    _add_annotators(sub)
     _add_campaign(sub)
     return parser
 

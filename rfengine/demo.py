@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -21,8 +22,10 @@ def run_demo(
 ) -> tuple[Path, dict[str, Any]]:
     """Run the whole flow into ``out`` (replacing an earlier demo there, nothing else).
 
-    Layout: ``campaign/`` (simulated inputs and truth), ``aggregate/`` (trust-weighted),
-    ``aggregate-unweighted/`` (the baseline), ``report.html``.
+    Layout: ``campaign/`` (simulated inputs and truth, and ``responses-no-trust.jsonl``:
+    the same responses without their weights), ``aggregate/`` (trust-weighted),
+    ``aggregate-estimated/`` (the no-trust responses, trust estimated from the data),
+    ``aggregate-unweighted/`` (the baseline), ``report.html`` comparing the three.
     """
     out = Path(out)
     if out.exists():
@@ -39,12 +42,24 @@ def run_demo(
     t0 = time.perf_counter()
     campaign = simulate(out / "campaign", n_images, seed)
     say(f"simulated {n_images} images and their responses -> {campaign}")
-    for weights, name in (("trust", "aggregate"), ("uniform", "aggregate-unweighted")):
+    no_trust = campaign / "responses-no-trust.jsonl"
+    with (campaign / "responses.jsonl").open() as src, no_trust.open("w") as dst:
+        for line in src:
+            row = json.loads(line)
+            row.pop("weight", None)
+            dst.write(json.dumps(row) + "\n")
+    runs = (
+        ("trust", "responses.jsonl", "aggregate"),
+        ("estimate", "responses-no-trust.jsonl", "aggregate-estimated"),
+        ("uniform", "responses.jsonl", "aggregate-unweighted"),
+    )
+    for weights, responses, name in runs:
         res = aggregate(
             campaign / "images.jsonl",
-            campaign / "responses.jsonl",
+            campaign / responses,
             device=device,
             weights=weights,
+            prior="uniform",
             progress=False,
         )
         save_output(res, out / name)
@@ -53,7 +68,10 @@ def run_demo(
         out / "aggregate",
         out / "report.html",
         truth=read_truth(campaign / "truth.jsonl"),
-        baseline=out / "aggregate-unweighted",
+        baseline={
+            "estimate": out / "aggregate-estimated",
+            "uniform": out / "aggregate-unweighted",
+        },
     )
     say(f"done in {time.perf_counter() - t0:.1f} s")
     return report, figures

@@ -27,7 +27,8 @@ import torch
 from rfengine.kernels import Preset
 
 OnError = Literal["fail", "skip"]
-Weights = Literal["trust", "uniform"]
+Weights = Literal["trust", "uniform", "estimate"]
+Prior = Literal["trust", "uniform"]
 DTypeName = Literal["float16", "float32"]
 
 #: heatmap dtypes by name, with their numpy and Arrow counterparts
@@ -127,6 +128,8 @@ class OptionArgs(TypedDict, total=False):
     dtype: DTypeName | torch.dtype
     on_error: OnError
     weights: Weights
+    prior: Prior
+    reliability: bool
     memory_budget: str | int
     outputs: str | tuple[str, ...]
     dataset_heatmaps: bool
@@ -142,7 +145,12 @@ class AggregateOptions:
         device: where the kernels run.
         dtype: heatmap dtype in the outputs (``torch.float16`` or ``torch.float32``).
         on_error: ``"fail"`` on the first bad row, or ``"skip"`` bad rows into rejections.
-        weights: ``"trust"`` (each response's weight) or ``"uniform"`` (all 1).
+        weights: ``"trust"`` (each response's weight), ``"uniform"`` (all 1) or
+            ``"estimate"`` (each annotator's trust estimated from the data, see
+            ``rfengine.quality``).
+        prior: where ``"estimate"`` starts: ``"trust"`` (the given weights) or
+            ``"uniform"`` (1.0 for everyone).
+        reliability: also compute each heatmap kind's split-half reliability per image.
         memory_budget: bytes for a partition's work; sets partition and batch sizes.
         outputs: which of ``OUTPUTS`` to write (a heatmap is computed once and written
             once per format).
@@ -156,6 +164,8 @@ class AggregateOptions:
     dtype: torch.dtype = torch.float16
     on_error: OnError = "fail"
     weights: Weights = "trust"
+    prior: Prior = "trust"
+    reliability: bool = False
     memory_budget: int = DEFAULT_BUDGET
     outputs: tuple[str, ...] = OUTPUTS
     dataset_heatmaps: bool = True
@@ -178,6 +188,11 @@ class AggregateOptions:
         _choice("on_error", on_error, OnError)
         weights = args.get("weights", base.weights)
         _choice("weights", weights, Weights)
+        prior = args.get("prior", base.prior)
+        _choice("prior", prior, Prior)
+        reliability = args.get("reliability", base.reliability)
+        if not isinstance(reliability, bool):
+            raise ValueError(f"reliability must be True or False, got {reliability!r}")
         dtype = args.get("dtype", base.dtype)
         if not isinstance(dtype, torch.dtype):
             _choice("dtype", dtype, DTypeName)
@@ -210,6 +225,8 @@ class AggregateOptions:
             dtype=dtype,
             on_error=on_error,
             weights=weights,
+            prior=prior,
+            reliability=reliability,
             memory_budget=budget,
         )
 
@@ -240,6 +257,8 @@ class AggregateOptions:
             "dtype": self.dtype_name,
             "on_error": self.on_error,
             "weights": self.weights,
+            "prior": self.prior,
+            "reliability": self.reliability,
             "memory_budget": self.memory_budget,
             "outputs": list(self.outputs),
             "dataset_heatmaps": self.dataset_heatmaps,
@@ -262,6 +281,8 @@ __all__ = [
     "AggregateOptions",
     "OptionArgs",
     "Preset",
+    "Prior",
+    "Weights",
     "format_heatmap_size",
     "parse_outputs",
     "parse_bytes",

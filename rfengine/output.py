@@ -16,6 +16,8 @@ from typing import Any
 import datasets
 import numpy as np
 import PIL.Image
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rfengine.errors import InputError
 from rfengine.options import AggregateOptions
@@ -58,6 +60,21 @@ def load_dataset(out: str | Path) -> datasets.Dataset:
     ds = datasets.load_from_disk(str(out / "dataset"))
     cols = [f"{kind}_heatmap" for kind in HEATMAP_KINDS if f"{kind}_heatmap" in ds.column_names]
     return ds.with_format("numpy", columns=cols, output_all_columns=True)
+
+
+def load_annotators(out: str | Path) -> pa.Table:
+    """An output's ``annotators.parquet`` (written with ``weights="estimate"``)."""
+    out = Path(out)
+    _check_output(out)
+    path = out / "annotators.parquet"
+    if not path.is_file():
+        raise InputError(
+            f"{out}: this output has no annotators.parquet (aggregate with --weights estimate)"
+        )
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file: {exc}") from None
 
 
 def load_output(out: str | Path, *, device: str = "cpu") -> Output:
@@ -115,4 +132,12 @@ def as_word_scores(text: str | None) -> np.ndarray | None:
     return np.array([v for _, v in json.loads(str(text))], dtype=np.float64)
 
 
-__all__ = ["Output", "as_heatmap", "as_word_scores", "load_dataset", "load_output", "read_row"]
+__all__ = [
+    "Output",
+    "as_heatmap",
+    "as_word_scores",
+    "load_annotators",
+    "load_dataset",
+    "load_output",
+    "read_row",
+]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
@@ -40,7 +41,8 @@ from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, OptionArgs
-from rfengine.reliability import merge_pair_counts, reliability
+from rfengine.quality import TrustEstimate, concat, estimate_trust, evidence, with_weights
+from rfengine.reliability import merge_pair_counts, reliability, split_half_summary
 from rfengine.result import AggregationResult
 from rfengine.schema import CRITERIA
 from rfengine.write import (
@@ -49,6 +51,7 @@ from rfengine.write import (
     finalize_dataset,
     finalize_targets,
     reporting_work_folder,
+    write_annotators,
     write_dataset_part,
     write_rejections,
     write_targets,
@@ -163,14 +166,22 @@ def aggregate_partition(
     options: AggregateOptions,
     progress: bool = False,
     norm_bounds: dict[str, tuple[float, float]] | None = None,
+    trust: TrustEstimate | None = None,
 ) -> tuple[AggregationResult, list[Rejection]]:
     """The aggregate stage on images ``lo:hi``: ``rows`` (validated, schema ``KEPT``) hold
     all their responses. Returns the partition's result, whose ``stats`` count the rows
     it used and the repeats it rejected, and those rejections. ``norm_bounds``: the whole
     run's score ranges, for the ``rapidata-2025`` preset's min-max norms (None: this
-    partition is the whole run)."""
+    partition is the whole run). ``trust``: the run's estimate (``weights="estimate"``;
+    None: estimate it from this partition)."""
     done = reader.finish(rows)
     resp = replace(done.responses, image=done.responses.image - lo)
+    if options.weights == "estimate":
+        if trust is None:
+            trust = estimate_trust(
+                concat([evidence(images.subset(lo, hi), resp, lo)]), options.prior
+            )
+        resp = with_weights(resp, trust)
     stats = ReadStats.of(reader.paths, done.used, reader.rejected_per_file(done.rejected))
     sub = images.subset(lo, hi)
     if options.preset == "rapidata-2025" and norm_bounds is None:
@@ -178,7 +189,7 @@ def aggregate_partition(
     result = compute(
         sub, resp, options, stats, row_offset=lo, norm_bounds=norm_bounds, progress=progress
     )
-    return result, done.rejected
+    return replace(result, trust=trust), done.rejected
 
 
 def aggregate(
@@ -333,9 +344,14 @@ def _aggregate_to_disk(
     timings["read_partition"] = state["read_s"]
     per_part = state["per_part"]
     n_parts = math.ceil(n_img / per_part) if n_img else 0
+    trust = None
+    if opts.weights == "estimate":
+        t0 = time.perf_counter()
+        trust = _trust(reader, work, imgs, per_part, n_parts, opts, state, say)
+        timings["estimate"] = time.perf_counter() - t0
     if opts.preset == "rapidata-2025" and "norm_bounds" not in state:
         # min-max norms over the whole run: every partition's scores first (cheap: no maps)
-        state["norm_bounds"] = _score_bounds(reader, work, imgs, per_part, n_parts, opts)
+        state["norm_bounds"] = _score_bounds(reader, work, imgs, per_part, n_parts, opts, trust)
         work.save(state)
     bounds = {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
 
@@ -369,7 +385,7 @@ def _aggregate_to_disk(
             if str(p) in state["parts"]:
                 settle(p, state["parts"][str(p)])
                 continue
-            result, rejected = _compute_part(reader, work, imgs, p, lo, hi, opts, bounds)
+            result, rejected = _compute_part(reader, work, imgs, p, lo, hi, opts, bounds, trust)
             if pending is not None:
                 settle(pending[0], pending[1].result())
             pending = (p, writer.submit(_write_part, work, p, result, rejected, opts))
@@ -407,6 +423,8 @@ def _aggregate_to_disk(
     rejected_files = [work.dir / "rejected-read.jsonl"] + [
         work.dir / f"rejected-part-{p:05d}.jsonl" for p in range(n_parts)
     ]
+    if trust is not None:
+        shutil.copyfile(work.dir / "annotators.parquet", ready / "annotators.parquet")
     if stats.rejected:
         with (ready / "rejected.jsonl").open("wb") as fh:
             for f in rejected_files:
@@ -422,7 +440,11 @@ def _aggregate_to_disk(
         n_img,
         n_rows,
         n_shards,
-        reliability({c: merge_pair_counts(p) for c, p in pairs.items()}),
+        {
+            **reliability({c: merge_pair_counts(p) for c, p in pairs.items()}),
+            **split_half_summary(_split_half(work, n_parts) if opts.reliability else {}),
+        },
+        trust=None if trust is None else trust.summary(),
     )
     manifest["partitions"] = {"count": n_parts, "images_per_partition": per_part}
     (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -475,6 +497,7 @@ def _score_bounds(
     per_part: int,
     n_parts: int,
     options: AggregateOptions,
+    trust: TrustEstimate | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Per criterion, the run's ``(min, max)`` score, partition by partition."""
     ranges = []
@@ -482,8 +505,50 @@ def _score_bounds(
         lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
         done = reader.finish(_partition_rows(work, p))
         resp = replace(done.responses, image=done.responses.image - lo)
+        if trust is not None:
+            resp = with_weights(resp, trust)
         ranges.append(score_ranges(imgs.subset(lo, hi), resp, options))
     return merge_ranges(ranges)
+
+
+def _split_half(work: WorkDir, n_parts: int) -> dict[str, list[np.ndarray]]:
+    """Every partition's per-image split-half reliabilities, per heatmap kind."""
+    out: dict[str, list[np.ndarray]] = {}
+    for p in range(n_parts):
+        with np.load(work.dir / f"split-half-{p:05d}.npz", allow_pickle=False) as f:
+            for kind in f.files:
+                out.setdefault(kind, []).append(f[kind])
+    return out
+
+
+def _trust(
+    reader: ResponseReader,
+    work: WorkDir,
+    imgs: Images,
+    per_part: int,
+    n_parts: int,
+    options: AggregateOptions,
+    state: dict[str, Any],
+    say: _Say,
+) -> TrustEstimate:
+    """The estimate stage (``weights="estimate"``): every partition's evidence (compact,
+    weight-free arrays: ``rfengine.quality``), then the fixed point over all of them. Kept
+    in the work folder as ``annotators.parquet`` for ``--resume``."""
+    path = work.dir / "annotators.parquet"
+    if "trust" in state and path.exists():
+        rec = state["trust"]
+        return TrustEstimate.from_table(pq.read_table(path), rec["rounds"], rec["converged"])
+    parts = []
+    for p in tqdm(range(n_parts), desc="estimating trust", unit="part", disable=not say.on):
+        lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
+        done = reader.finish(_partition_rows(work, p))
+        resp = replace(done.responses, image=done.responses.image - lo)
+        parts.append(evidence(imgs.subset(lo, hi), resp, lo))
+    trust = estimate_trust(concat(parts), options.prior)
+    write_annotators(trust, path)
+    state["trust"] = trust.summary()
+    work.save(state)
+    return trust
 
 
 def _compute_part(
@@ -495,10 +560,18 @@ def _compute_part(
     hi: int,
     options: AggregateOptions,
     norm_bounds: dict[str, tuple[float, float]] | None = None,
+    trust: TrustEstimate | None = None,
 ) -> tuple[AggregationResult, list[Rejection]]:
     """The aggregate stage for partition ``p`` (images ``lo:hi``), from its rows on disk."""
     return aggregate_partition(
-        reader, _partition_rows(work, p), imgs, lo, hi, options, norm_bounds=norm_bounds
+        reader,
+        _partition_rows(work, p),
+        imgs,
+        lo,
+        hi,
+        options,
+        norm_bounds=norm_bounds,
+        trust=trust,
     )
 
 
@@ -518,6 +591,8 @@ def _write_part(
     if "targets" in options.outputs:
         targets = write_targets(result, work.dir / "shards", tag=f"-p{p:05d}")
     write_rejections(rejected, work.dir / f"rejected-part-{p:05d}.jsonl")
+    if result.heatmap_reliability:
+        np.savez(work.dir / f"split-half-{p:05d}.npz", **result.heatmap_reliability)
     return {
         "targets": targets,
         "stats": result.stats.files,

@@ -96,10 +96,25 @@ def reliability(pairs: dict[str, PairCounts]) -> dict[str, dict[str, float | int
     }
 
 
+def split_half_summary(values: dict[str, list[np.ndarray]]) -> dict[str, dict[str, float]]:
+    """The manifest's record of each heatmap kind's per-image split-half reliabilities
+    (given in pieces): their median over the images that have one, and how many."""
+    out = {}
+    for kind, parts in values.items():
+        v = np.concatenate(parts) if parts else np.zeros(0)
+        v = v[~np.isnan(v)]
+        out[f"{kind}_heatmap"] = {
+            "split_half_median": round(float(np.median(v)), 6) if v.size else None,
+            "images": int(v.size),
+        }
+    return out
+
+
 __all__ = [
     "coincidences",
     "krippendorff_alpha",
     "merge_pair_counts",
     "pair_counts",
     "reliability",
+    "split_half_summary",
 ]

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rfengine.errors import Rejection
 from rfengine.ingest import Images, ReadStats
 from rfengine.options import AggregateOptions
+
+if TYPE_CHECKING:
+    from rfengine.quality import TrustEstimate
 
 #: the rating scale: ``*_score_norm`` = (score - 1) / 4 by default
 LIKERT_RANGE = (1.0, 5.0)
@@ -164,6 +168,10 @@ class AggregationResult:
     #: per criterion, the (lo, hi) that ``*_score_norm`` maps to [0, 1]: the Likert range
     #: (1, 5) unless set (the ``rapidata-2025`` preset: the run's min and max)
     norm_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: per heatmap kind, each image's split-half reliability (``reliability=True``), else {}
+    heatmap_reliability: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the estimated annotator trust (``weights="estimate"``), else None
+    trust: TrustEstimate | None = None
 
     def score_norm(self, criterion: str) -> np.ndarray:
         """``(N,)`` normalised scores of ``criterion`` (see ``norm_bounds``)."""

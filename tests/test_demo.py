@@ -30,6 +30,18 @@ def test_trust_weighting_recovers_the_truth_better(demo):
     assert t["coherence_peak_distance"] < 0.1 and t["alignment_peak_distance"] < 0.1
 
 
+def test_estimated_trust_without_given_trust_beats_uniform(demo):
+    out, report, f = demo
+    e, u = f["estimate"], f["uniform"]
+    assert e["coherence_peak_distance"] < u["coherence_peak_distance"]
+    assert e["alignment_peak_distance"] < u["alignment_peak_distance"]
+    for c in ("style", "coherence", "alignment"):
+        assert e[f"{c}_spearman"] > u[f"{c}_spearman"]
+    assert (out / "aggregate-estimated" / "annotators.parquet").is_file()
+    text = report.read_text()
+    assert "estimated trust" in text and "weight_estimated histogram" in text
+
+
 def test_report_content(demo):
     out, report, _ = demo
     text = report.read_text()

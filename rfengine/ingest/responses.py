@@ -70,6 +70,8 @@ class Responses:
 
     image: np.ndarray  # int64 row in the images table
     task: np.ndarray  # int8 Task code
+    annotator: np.ndarray  # int64 index into ``annotator_ids``
+    annotator_ids: np.ndarray  # (A,) object: annotator ids in string order (not per response)
     weight: np.ndarray  # float64 trust weight >= 0
     rating: np.ndarray  # float64 rating 1..5, NaN for non-rating tasks
     point_offsets: np.ndarray
@@ -79,6 +81,25 @@ class Responses:
 
     def __len__(self) -> int:
         return int(self.image.shape[0])
+
+    def take(self, keep: np.ndarray) -> Responses:
+        """The responses where the boolean ``keep`` is set, in the same order."""
+        n_pts = np.diff(self.point_offsets)[keep]
+        n_sel = np.diff(self.selected_offsets)[keep]
+        pt_rows = np.repeat(keep, np.diff(self.point_offsets))
+        sel_rows = np.repeat(keep, np.diff(self.selected_offsets))
+        return Responses(
+            image=self.image[keep],
+            task=self.task[keep],
+            annotator=self.annotator[keep],
+            annotator_ids=self.annotator_ids,
+            weight=self.weight[keep],
+            rating=self.rating[keep],
+            point_offsets=np.concatenate([[0], np.cumsum(n_pts)]).astype(np.int64),
+            points=self.points[pt_rows],
+            selected_offsets=np.concatenate([[0], np.cumsum(n_sel)]).astype(np.int64),
+            selected=self.selected[sel_rows],
+        )
 
 
 @dataclass
@@ -689,6 +710,10 @@ class ResponseReader:
         responses = Responses(
             image=img[kept_rows],
             task=task[kept_rows].astype(np.int8),
+            annotator=ann[kept_rows],
+            annotator_ids=np.asarray(
+                enc.dictionary.take(pc.sort_indices(enc.dictionary)).to_pylist(), dtype=object
+            ),
             weight=_np(kept["weight"].combine_chunks(), 1.0).astype(np.float64),
             rating=_np(kept["rating"].combine_chunks(), np.nan).astype(np.float64),
             point_offsets=np.concatenate([[0], np.cumsum(n_pts)]).astype(np.int64),

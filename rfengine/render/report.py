@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from rfengine.metrics import recovery
-from rfengine.output import as_heatmap, as_word_scores, load_dataset, read_row
+from rfengine.output import as_heatmap, as_word_scores, load_annotators, load_dataset, read_row
 from rfengine.render.overlay import overlay, word_colours
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
 
@@ -38,10 +38,12 @@ def _png(img: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def histogram(values: np.ndarray, title: str, bins: int = 16) -> Image.Image:
-    """A bar chart of scores in [1, 5] (nulls left out), drawn with Pillow."""
+def histogram(
+    values: np.ndarray, title: str, bins: int = 16, span: tuple[float, float] = (1, 5)
+) -> Image.Image:
+    """A bar chart of values in ``span`` (scores: [1, 5]; nulls left out), drawn with Pillow."""
     v = values[np.isfinite(values)]
-    counts, edges = np.histogram(v, bins=bins, range=(1, 5))
+    counts, edges = np.histogram(v, bins=bins, range=span)
     W, H, pad = 360, 200, 30
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
@@ -53,9 +55,10 @@ def histogram(values: np.ndarray, title: str, bins: int = 16) -> Image.Image:
         y0 = H - pad - (H - 2 * pad) * c / top
         d.rectangle([x0 + 1, y0, x0 + bw - 1, H - pad], fill=(60, 110, 190))
     d.line([pad, H - pad, W - pad, H - pad], fill="black")
-    for s in range(1, 6):
-        x = pad + (s - 1) / 4 * (W - 2 * pad)
-        d.text((x - 3, H - pad + 4), str(s), fill="black", font=font)
+    for k in range(5):
+        x = pad + k / 4 * (W - 2 * pad)
+        tick = span[0] + k / 4 * (span[1] - span[0])
+        d.text((x - 3, H - pad + 4), f"{tick:g}", fill="black", font=font)
     d.text((pad, 6), f"{title} (n={v.size}, max bin {top})", fill="black", font=font)
     return img
 
@@ -105,7 +108,16 @@ def _card(row: dict[str, Any]) -> str:
     )
 
 
-def _recovery_table(ours: dict[str, float], base: dict[str, float] | None) -> str:
+#: the report's names of the weightings it compares
+WEIGHTING_LABELS = {
+    "trust": "trust-weighted",
+    "estimate": "estimated trust",
+    "uniform": "unweighted",
+}
+
+
+def _recovery_table(figures: dict[str, dict[str, float]]) -> str:
+    """One column per output compared, the best of each row marked."""
     rows = [
         ("coherence_peak_distance", "coherence heatmap peak → planted defect (× smaller side)", -1),
         ("alignment_peak_distance", "alignment heatmap peak → planted defect (× smaller side)", -1),
@@ -114,23 +126,30 @@ def _recovery_table(ours: dict[str, float], base: dict[str, float] | None) -> st
         ("alignment_spearman", "alignment score rank correlation with truth", 1),
         ("top_word_accuracy", "top-scoring word = planted wrong word", 1),
     ]
-    head = (
-        "<tr><th>figure</th><th>trust-weighted</th>"
-        + ("<th>unweighted</th>" if base else "")
-        + "</tr>"
-    )
+    names = list(figures)
+    head = "<tr><th>figure</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
     body = []
     for key, label, sign in rows:
-        a = ours[key]
+        vals = np.array([figures[n][key] for n in names], dtype=np.float64)
+        best = np.nanmax(sign * vals) if np.isfinite(vals).any() else np.nan
         cells = f"<td>{label}</td>"
-        if base:
-            b = base[key]
-            better = np.isfinite(a) and np.isfinite(b) and sign * (a - b) > 0
-            cells += f'<td class="{"better" if better else ""}">{a:.3f}</td><td>{b:.3f}</td>'
-        else:
-            cells += f"<td>{a:.3f}</td>"
+        for v in vals:
+            mark = "better" if len(vals) > 1 and np.isfinite(v) and sign * v == best else ""
+            cells += f'<td class="{mark}">{v:.3f}</td>'
         body.append(f"<tr>{cells}</tr>")
     return f"<table>{head}{''.join(body)}</table>"
+
+
+def _annotators_section(label: str, out: Path) -> str:
+    """The distribution of an output's estimated (and given) annotator weights."""
+    table = load_annotators(out)
+    parts = [f"<h3>{html.escape(label)}: {table.num_rows} annotators</h3>"]
+    for col in ("weight_estimated", "weight_given"):
+        v = table[col].to_numpy().astype(np.float64)
+        span = (0.0, max(1.0, float(np.nanmax(v)) if v.size else 1.0))
+        pic = histogram(v, col.replace("_", " "), bins=20, span=span)
+        parts.append(f'<img class="hist" src="{_png(pic)}" alt="{col} histogram">')
+    return "".join(parts)
 
 
 def write_report(
@@ -138,7 +157,7 @@ def write_report(
     html_path: str | Path | None = None,
     *,
     truth: dict[str, dict] | None = None,
-    baseline: str | Path | None = None,
+    baseline: str | Path | dict[str, Path] | None = None,
     lowest: int = 6,
     overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
@@ -146,8 +165,11 @@ def write_report(
 
     With ``truth`` (a simulated campaign's truth.jsonl, read by
     ``rfengine.simulate.read_truth``) the report has recovery figures; with ``baseline``
-    (another output of the same responses, e.g. ``--weights uniform``) they are compared.
-    An existing report is never replaced unless ``overwrite``.
+    (another output of the same responses, e.g. ``--weights uniform``, or several as
+    ``{name: folder}``) they are compared, and figures are keyed by ``"trust"`` (``out``)
+    and each baseline's name (a single folder: ``"uniform"``). Outputs with
+    ``annotators.parquet`` show their weights' distribution. An existing report is never
+    replaced unless ``overwrite``.
     """
     out = Path(out)
     html_path = Path(html_path) if html_path else out / "report.html"
@@ -158,11 +180,24 @@ def write_report(
     rows = [read_row(ds, k, out) for k in range(len(ds))]
     figures: dict[str, Any] = {}
     parts = [f"<h1>rfengine report</h1><p class='summary'>{html.escape(_summary(manifest))}</p>"]
+    if isinstance(baseline, (str, Path)):
+        baseline = {"uniform": Path(baseline)}
+    others = {name: Path(f) for name, f in (baseline or {}).items()}
     if truth is not None:
         figures["trust"] = recovery(ds, truth)
-        figures["uniform"] = recovery(load_dataset(baseline), truth) if baseline else None
+        for name, folder in others.items():
+            figures[name] = recovery(load_dataset(folder), truth)
+        labels = {WEIGHTING_LABELS.get(n, n): f for n, f in figures.items()}
         parts.append("<h2>Recovery of the planted truth</h2>")
-        parts.append(_recovery_table(figures["trust"], figures["uniform"]))
+        parts.append(_recovery_table(labels))
+    with_trust = [
+        n for n, f in {"trust": out, **others}.items() if (f / "annotators.parquet").is_file()
+    ]
+    if with_trust:
+        parts.append("<h2>Annotators</h2>")
+        for name in with_trust:
+            folder = out if name == "trust" else others[name]
+            parts.append(_annotators_section(WEIGHTING_LABELS.get(name, name), folder))
     parts.append("<h2>Scores</h2>")
     for c in CRITERIA:
         vals = np.array(

@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rfengine.reliability import reliability
+from rfengine.reliability import reliability, split_half_summary
 from rfengine.write.dataset import build_table, finalize_dataset, write_dataset_part
 from rfengine.write.manifest import build_manifest, describe_input, run_fingerprint, sha256
 from rfengine.write.targets import finalize_targets, load_targets, write_targets
 from rfengine.write.work import WorkDir, check_target, reporting_work_folder
 
 if TYPE_CHECKING:
+    from rfengine.quality import TrustEstimate
     from rfengine.result import AggregationResult
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "reporting_work_folder",
     "save_output",
     "sha256",
+    "write_annotators",
     "write_dataset_part",
     "write_rejections",
     "write_targets",
@@ -43,10 +45,17 @@ def write_rejections(rejections, path: Path, mode: str = "w") -> None:
             fh.write(json.dumps(rej.to_json(), ensure_ascii=False, default=str) + "\n")
 
 
+def write_annotators(trust: TrustEstimate, path: Path) -> None:
+    """``annotators.parquet``: one row per annotator (``TrustEstimate.table``)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(trust.table(), path)
+
+
 def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write an in-memory result to ``out`` atomically: ``dataset/``, ``targets/``,
-    ``manifest.json`` (and ``rejected.jsonl``), through the pipeline's writers as one
-    partition. Read it back with ``rfengine.load_output``."""
+    ``manifest.json`` (and ``rejected.jsonl``, ``annotators.parquet``), through the pipeline's
+    writers as one partition. Read it back with ``rfengine.load_output``."""
     out = Path(out)
     check_target(out, overwrite)
     with WorkDir(out) as work:
@@ -69,6 +78,8 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
                 n_shards = len(shards)
             if result.rejected:
                 write_rejections(result.rejected, ready / "rejected.jsonl")
+            if result.trust is not None:
+                write_annotators(result.trust, ready / "annotators.parquet")
             result.timings["write"] = time.perf_counter() - t0
             manifest = build_manifest(
                 inputs,
@@ -78,7 +89,11 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
                 len(result.images),
                 n_rows,
                 n_shards,
-                reliability(result.rating_pairs),
+                {
+                    **reliability(result.rating_pairs),
+                    **split_half_summary({k: [v] for k, v in result.heatmap_reliability.items()}),
+                },
+                trust=None if result.trust is None else result.trust.summary(),
             )
             (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
             work.publish(ready, overwrite)

@@ -51,10 +51,15 @@ def column_order(names: list[str], preset: str) -> list[str]:
 
 
 def features(
-    with_image: bool, heatmap_dtype: str, preset: str = "default", heatmaps: bool = True
+    with_image: bool,
+    heatmap_dtype: str,
+    preset: str = "default",
+    heatmaps: bool = True,
+    reliability: bool = False,
 ) -> Features:
     """The declared schema (never inferred): published columns first, then rfengine's
-    (without the heatmap columns when ``heatmaps`` is False)."""
+    (without the heatmap columns when ``heatmaps`` is False; with each kind's split-half
+    reliability when ``reliability``)."""
     cols: dict = {}
     if with_image:
         cols["image"] = Image()
@@ -77,6 +82,8 @@ def features(
             cols[f"{c}_{stat}"] = Value("float32")
     for stat in UNCERTAINTY:
         cols[f"no_mistake_{stat}"] = Value("float32")
+    for kind in sorted(HEATMAP_KINDS) if reliability else ():
+        cols[f"{kind}_heatmap_reliability"] = Value("float32")
     return Features({name: cols[name] for name in column_order(list(cols), preset)})
 
 
@@ -128,7 +135,9 @@ def build_table(
     rows = slice(lo, hi)
     with_image = any(p is not None for p in imgs.paths)
     opts = result.options
-    feats = features(with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps)
+    feats = features(
+        with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps, opts.reliability
+    )
     cols: dict[str, pa.Array] = {}
     if with_image:
         cols["image"] = pa.array(
@@ -165,6 +174,10 @@ def build_table(
     low, high = words.no_mistake_ci()
     for stat, v in zip(UNCERTAINTY, (words.n_eff, words.no_mistake_se, low, high), strict=True):
         cols[f"no_mistake_{stat}"] = _nullable(v[rows], np.isnan(v[rows]), pa.float32())
+    for kind, rel in result.heatmap_reliability.items():
+        cols[f"{kind}_heatmap_reliability"] = _nullable(
+            rel[rows], np.isnan(rel[rows]), pa.float32()
+        )
     table = pa.table({name: cols[name] for name in feats}).cast(feats.arrow_schema)
     return table, feats
 
@@ -191,7 +204,9 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
         bounds.append(n)
     with_image = any(p is not None for p in result.images.paths)
     opts = result.options
-    feats = features(with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps)
+    feats = features(
+        with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps, opts.reliability
+    )
     with ArrowWriter(features=feats, path=str(path)) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             writer.write_table(build_table(result, lo, hi)[0])

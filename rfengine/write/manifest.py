@@ -53,6 +53,7 @@ def build_manifest(
     n_rows: int | None,
     n_shards: int | None,
     reliability: dict[str, dict[str, float]] | None = None,
+    trust: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest's content; ``counts`` satisfies read = used + rejected.
 
@@ -76,9 +77,11 @@ def build_manifest(
             "files": stats.files,
         },
         "reliability": reliability or {},
+        "trust": trust,
         "outputs": {
             "dataset": None if n_rows is None else {"path": "dataset", "rows": n_rows},
             "targets": None if n_shards is None else {"path": "targets", "shards": n_shards},
+            "annotators": None if trust is None else {"path": "annotators.parquet"},
             "rejected": {
                 "path": "rejected.jsonl" if stats.rejected else None,
                 "rows": stats.rejected,

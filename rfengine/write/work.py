@@ -25,7 +25,15 @@ from rfengine.errors import InputError
 #: what an rfengine output folder holds (``render`` and ``report`` write the last two by
 #: default); anything else in OUT stops ``overwrite``
 OUTPUT_ENTRIES = frozenset(
-    {"dataset", "targets", "manifest.json", "rejected.jsonl", "render", "report.html"}
+    {
+        "dataset",
+        "targets",
+        "manifest.json",
+        "rejected.jsonl",
+        "annotators.parquet",
+        "render",
+        "report.html",
+    }
 )
 OUTPUT_FORMAT = "rfengine-output/1"
 
