@@ -7,7 +7,11 @@ the manifest: read+partition, reduce (scores, words), splat (heatmaps), write (d
 and shards), finalise; peak RSS is the child's own VmHWM.
 
     python benchmarks/end_to_end.py [--images 13000] [--per-task 19] [--device cpu|cuda]
-        [--outputs dataset,targets|targets|dataset]
+        [--outputs dataset,targets|targets|dataset] [--weights trust,estimate]
+
+With several ``--weights`` (comma-separated), each runs on the same inputs one after the
+other, and the report gives each one's wall time as a ratio to the first (what
+``--weights estimate`` costs over a plain aggregate, measured side by side).
 """
 
 from __future__ import annotations
@@ -27,6 +31,53 @@ RESULTS = Path(__file__).parent / "results"
 SIZES = [(1024, 1024)] * 6 + [(1024, 768), (768, 1024), (1344, 768), (768, 1344)]
 
 
+def _run(
+    args: argparse.Namespace, ip: Path, files: list[Path], out: Path, weights: str, rows: int
+) -> dict:
+    """One ``rfengine aggregate`` child on the campaign; its report."""
+    cmd = aggregate_cmd(
+        ip,
+        files,
+        out,
+        [
+            "--device", args.device, "--memory-budget", args.budget, "--outputs", args.outputs,
+            "--weights", weights,
+        ],
+    )  # fmt: skip
+    cmd[cmd.index("128x128")] = args.size
+    secs, rss, code = run_child(cmd)
+    if code:
+        raise SystemExit(f"aggregate failed with exit code {code}")
+    m = json.loads((out / "manifest.json").read_text())
+    t = m["run"]["timings_s"]
+    stages = {
+        "hash_inputs": t["hash"],
+        "read_partition": t["read_partition"],
+        "estimate": t.get("estimate", 0.0),
+        "reduce": t["reduce"],
+        "splat": t["splat"],
+        "write_parts": round(t["aggregate_write"] - t["reduce"] - t["splat"], 4),
+        "finalize": t["finalize"],
+    }
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "cpus": os.cpu_count(),
+        "device": m["config"]["device"],
+        "images": args.images,
+        "responses": rows,
+        "heatmap_size": args.size,
+        "outputs": args.outputs,
+        "weights": weights,
+        "wall_s": round(secs, 2),
+        "peak_rss_gb": round(rss / 1e9, 3),
+        "stages_s": stages,
+        "partitions": m["partitions"],
+        "output_gb": round(size / 1e9, 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -37,8 +88,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--budget", default="512MB")
     ap.add_argument("--outputs", default="dataset,targets", help="passed to --outputs")
+    ap.add_argument("--weights", default="trust", help="comma-separated: run each, compare")
     ap.add_argument("--json", type=Path, default=RESULTS / "end_to_end.json")
     args = ap.parse_args()
+    runs = {}
     with tempfile.TemporaryDirectory(prefix="rfengine-e2e-") as tmp:
         root = Path(tmp)
         images = synthetic.make_images(args.images, SIZES)
@@ -47,43 +100,19 @@ def main() -> None:
         files = synthetic.write_files(table, root / "in", 4, ("jsonl",))
         rows = table.num_rows
         del table
-        out = root / "out"
-        cmd = aggregate_cmd(
-            ip,
-            files,
-            out,
-            ["--device", args.device, "--memory-budget", args.budget, "--outputs", args.outputs],
-        )
-        cmd[cmd.index("128x128")] = args.size
-        secs, rss, code = run_child(cmd)
-        if code:
-            raise SystemExit(f"aggregate failed with exit code {code}")
-        m = json.loads((out / "manifest.json").read_text())
-        t = m["run"]["timings_s"]
-        stages = {
-            "hash_inputs": t["hash"],
-            "read_partition": t["read_partition"],
-            "reduce": t["reduce"],
-            "splat": t["splat"],
-            "write_parts": round(t["aggregate_write"] - t["reduce"] - t["splat"], 4),
-            "finalize": t["finalize"],
+        for weights in args.weights.split(","):
+            runs[weights] = _run(args, ip, files, root / f"out-{weights}", weights, rows)
+    report = (
+        runs[args.weights.split(",")[0]]
+        if len(runs) == 1
+        else {
+            "runs": runs,
+            "wall_ratio_to_first": {
+                w: round(r["wall_s"] / next(iter(runs.values()))["wall_s"], 3)
+                for w, r in runs.items()
+            },
         }
-        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor()}".strip(),
-        "cpus": os.cpu_count(),
-        "device": m["config"]["device"],
-        "images": args.images,
-        "responses": rows,
-        "heatmap_size": args.size,
-        "outputs": args.outputs,
-        "wall_s": round(secs, 2),
-        "peak_rss_gb": round(rss / 1e9, 3),
-        "stages_s": stages,
-        "partitions": m["partitions"],
-        "output_gb": round(size / 1e9, 3),
-    }
+    )
     print(json.dumps(report, indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
