@@ -12,8 +12,8 @@ stages) -> ``aggregate`` (batch into tensors) -> ``kernels`` (splat, segment red
 
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, Responses, read_images, read_responses
-from rfengine.options import AggregateOptions
-from rfengine.output import Output, load_dataset, load_output
+from rfengine.options import AggregateOptions, Engine
+from rfengine.output import Output, load_annotators, load_dataset, load_output
 from rfengine.pipeline import aggregate, aggregate_to_disk
 from rfengine.result import AggregationResult, Scores, WordScores
 from rfengine.schema import CRITERIA, HEATMAP_KINDS, MAX_POINTS, TASKS, Task
@@ -29,6 +29,7 @@ __all__ = [
     "TASKS",
     "AggregateOptions",
     "AggregationResult",
+    "Engine",
     "Images",
     "InputError",
     "Output",
@@ -40,6 +41,7 @@ __all__ = [
     "WordScores",
     "aggregate",
     "aggregate_to_disk",
+    "load_annotators",
     "load_dataset",
     "load_output",
     "load_targets",

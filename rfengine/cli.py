@@ -18,6 +18,7 @@ from rfengine.options import (
     DTYPES,
     OUTPUTS,
     AggregateOptions,
+    Engine,
     OnError,
     Preset,
     Prior,
@@ -122,6 +123,24 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="reuse the finished stages of an interrupted run with the same inputs and options",
     )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="run on this machine (default) or on Ray (pip install 'rfengine[ray]'): a local "
+        "Ray runtime, or the cluster at --ray-address; the outputs are identical",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --engine ray: the cluster to join (e.g. auto, or ray://head:10001)",
+    )
+    p.add_argument(
+        "--gpus-per-task",
+        type=float,
+        default=0.0,
+        help="with --engine ray: GPUs each partition task requests (default 0: CPU)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_aggregate)
 
@@ -144,6 +163,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
             outputs=args.outputs,
             dataset_heatmaps=args.dataset_heatmaps == "yes",
         )
+        engine = Engine.create(args.engine, args.ray_address, args.gpus_per_task)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     manifest = aggregate_to_disk(
@@ -155,6 +175,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         allow_outside_paths=args.allow_outside_paths,
         resume=args.resume,
         progress=not args.quiet,
+        engine=engine,
     )
     c = manifest["counts"]
     if not args.quiet:

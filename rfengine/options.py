@@ -119,6 +119,38 @@ def _choice(name: str, value: Any, allowed: Any) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
 
 
+EngineName = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where a streaming run executes; never changes its results (not in the manifest's
+    ``config``, nor in ``--resume``'s key).
+
+    Attributes:
+        name: ``"local"`` (this process, a writer thread) or ``"ray"`` (Ray tasks).
+        address: a Ray cluster to join (``ray start --head``'s address, ``"auto"``, or
+            ``ray://host:10001``); None starts a local Ray runtime on this machine.
+        gpus_per_task: GPUs each partition's aggregation task requests on Ray (0: CPU).
+    """
+
+    name: EngineName = "local"
+    address: str | None = None
+    gpus_per_task: float = 0.0
+
+    @classmethod
+    def create(
+        cls, name: str = "local", address: str | None = None, gpus_per_task: float = 0.0
+    ) -> Engine:
+        """A checked engine (ValueError naming the bad value)."""
+        _choice("engine", name, EngineName)
+        if name != "ray" and (address is not None or gpus_per_task):
+            raise ValueError("--ray-address and --gpus-per-task need --engine ray")
+        if not (isinstance(gpus_per_task, (int, float)) and 0 <= gpus_per_task <= 1024):
+            raise ValueError(f"gpus per task must be a number in [0, 1024], got {gpus_per_task!r}")
+        return cls(name, address, float(gpus_per_task))
+
+
 class OptionArgs(TypedDict, total=False):
     """The user-facing spelling of ``AggregateOptions`` (keyword arguments of the API)."""
 
@@ -279,6 +311,7 @@ class AggregateOptions:
 __all__ = [
     "DEFAULT_BUDGET",
     "AggregateOptions",
+    "Engine",
     "OptionArgs",
     "Preset",
     "Prior",

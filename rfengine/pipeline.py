@@ -35,12 +35,13 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
-from rfengine.aggregate import compute, merge_ranges, score_ranges
+from rfengine.aggregate import merge_ranges, score_ranges
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
-from rfengine.options import AggregateOptions, OptionArgs
+from rfengine.options import AggregateOptions, Engine, OptionArgs
+from rfengine.partition import aggregate_partition, write_partition
 from rfengine.quality import TrustEstimate, concat, estimate_trust, evidence, with_weights
 from rfengine.reliability import merge_pair_counts, reliability, split_half_summary
 from rfengine.result import AggregationResult
@@ -52,9 +53,7 @@ from rfengine.write import (
     finalize_targets,
     reporting_work_folder,
     write_annotators,
-    write_dataset_part,
     write_rejections,
-    write_targets,
 )
 from rfengine.write.manifest import build_manifest, describe_input, run_fingerprint
 
@@ -157,41 +156,6 @@ def open_inputs(
     return Inputs(imgs, paths)
 
 
-def aggregate_partition(
-    reader: ResponseReader,
-    rows: pa.Table,
-    images: Images,
-    lo: int,
-    hi: int,
-    options: AggregateOptions,
-    progress: bool = False,
-    norm_bounds: dict[str, tuple[float, float]] | None = None,
-    trust: TrustEstimate | None = None,
-) -> tuple[AggregationResult, list[Rejection]]:
-    """The aggregate stage on images ``lo:hi``: ``rows`` (validated, schema ``KEPT``) hold
-    all their responses. Returns the partition's result, whose ``stats`` count the rows
-    it used and the repeats it rejected, and those rejections. ``norm_bounds``: the whole
-    run's score ranges, for the ``rapidata-2025`` preset's min-max norms (None: this
-    partition is the whole run). ``trust``: the run's estimate (``weights="estimate"``;
-    None: estimate it from this partition)."""
-    done = reader.finish(rows)
-    resp = replace(done.responses, image=done.responses.image - lo)
-    if options.weights == "estimate":
-        if trust is None:
-            trust = estimate_trust(
-                concat([evidence(images.subset(lo, hi), resp, lo)]), options.prior
-            )
-        resp = with_weights(resp, trust)
-    stats = ReadStats.of(reader.paths, done.used, reader.rejected_per_file(done.rejected))
-    sub = images.subset(lo, hi)
-    if options.preset == "rapidata-2025" and norm_bounds is None:
-        norm_bounds = score_ranges(sub, resp, options)
-    result = compute(
-        sub, resp, options, stats, row_offset=lo, norm_bounds=norm_bounds, progress=progress
-    )
-    return replace(result, trust=trust), done.rejected
-
-
 def aggregate(
     images: str | Path | Images,
     responses: str | Path | Sequence[str | Path],
@@ -266,6 +230,7 @@ def aggregate_to_disk(
     resume: bool = False,
     allow_outside_paths: bool = False,
     progress: bool = False,
+    engine: str | Engine = "local",
     **args: Unpack[OptionArgs],
 ) -> dict[str, Any]:
     """Aggregate any amount of responses into ``out`` with bounded memory; returns the manifest.
@@ -277,14 +242,24 @@ def aggregate_to_disk(
     sha256, embedded image files by size and modification time) and options are reused;
     otherwise, or when any of those changed, the run starts over and says why.
     One run at a time per ``out`` (a lock beside it); a failed run says where its work
-    folder is.
+    folder is. ``engine``: ``"local"`` (default) or ``"ray"`` / an ``Engine`` (a Ray
+    cluster, see ``rfengine.distributed``), with identical outputs.
     """
     opts = AggregateOptions.create(options, **args)
+    eng = engine if isinstance(engine, Engine) else Engine.create(engine)
     out = Path(out)
     check_target(out, overwrite)
     with WorkDir(out) as work, reporting_work_folder(work):
         return _aggregate_to_disk(
-            images, responses, work, opts, overwrite, resume, allow_outside_paths, _Say(progress)
+            images,
+            responses,
+            work,
+            opts,
+            overwrite,
+            resume,
+            allow_outside_paths,
+            _Say(progress),
+            eng,
         )
 
 
@@ -297,6 +272,7 @@ def _aggregate_to_disk(
     resume: bool,
     allow_outside_paths: bool,
     say: _Say,
+    engine: Engine,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -333,80 +309,28 @@ def _aggregate_to_disk(
     reader = ResponseReader(inp.responses, imgs, opts.on_error)
     n_img = len(imgs)
     if not state["partitioned"]:
-        t0 = time.perf_counter()
         rows_est = sum(_estimate_rows(p) for p in inp.responses)
-        per_part = plan_partitions(imgs, rows_est, opts)
-        state["read_stats"] = _partition(reader, work, per_part, n_img, say).files
-        state["partitioned"] = True
-        state["per_part"] = per_part
-        state["read_s"] = time.perf_counter() - t0
-        work.save(state)
-    timings["read_partition"] = state["read_s"]
+        state["per_part"] = plan_partitions(imgs, rows_est, opts)
     per_part = state["per_part"]
     n_parts = math.ceil(n_img / per_part) if n_img else 0
-    trust = None
-    if opts.weights == "estimate":
-        t0 = time.perf_counter()
-        trust = _trust(reader, work, imgs, per_part, n_parts, opts, state, say)
-        timings["estimate"] = time.perf_counter() - t0
-    if opts.preset == "rapidata-2025" and "norm_bounds" not in state:
-        # min-max norms over the whole run: every partition's scores first (cheap: no maps)
-        state["norm_bounds"] = _score_bounds(reader, work, imgs, per_part, n_parts, opts, trust)
-        work.save(state)
-    bounds = {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
-
     t0 = time.perf_counter()
-    bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not say.on)
-    totals = {"reduce": 0.0, "splat": 0.0, "shards": 0}
-    pairs: dict[str, list] = {c: [] for c in CRITERIA}
-    stats = ReadStats(state["read_stats"])
+    if engine.name == "ray":
+        from rfengine.distributed import run_on_ray
 
-    def settle(p: int, done: dict[str, Any]) -> None:
-        """Record partition ``p`` as finished (in partition order) and count it."""
-        nonlocal stats
-        if str(p) not in state["parts"]:
-            state["parts"][str(p)] = done
-            work.save(state)
-        totals["reduce"] += done["timings"]["reduce"]
-        totals["splat"] += done["timings"]["splat"]
-        totals["shards"] += len(done["targets"]) + 1  # target shards and the dataset part
+        trust = run_on_ray(reader, work, imgs, opts, state, say, timings, engine)
+    else:
+        trust = _run_local(reader, work, imgs, opts, state, say, timings)
+    stats = ReadStats(state["read_stats"])
+    pairs: dict[str, list] = {c: [] for c in CRITERIA}
+    timings["reduce"] = timings["splat"] = 0.0
+    for p in range(n_parts):
+        done = state["parts"][str(p)]
+        timings["reduce"] += done["timings"]["reduce"]
+        timings["splat"] += done["timings"]["splat"]
         for c in CRITERIA:
             pairs[c].append({int(m): v for m, v in done["rating_pairs"][c].items()})
         stats = stats.merge(ReadStats(done["stats"]))
-        bar.set_postfix_str(f"{totals['shards']} shards written", refresh=False)
-        bar.update(min(n_img, (p + 1) * per_part) - p * per_part)
-
-    # partition p + 1 is computed while a writer thread writes partition p's outputs
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfengine-writer")
-    pending: tuple[int, Future] | None = None
-    try:
-        for p in range(n_parts):
-            lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
-            if str(p) in state["parts"]:
-                settle(p, state["parts"][str(p)])
-                continue
-            result, rejected = _compute_part(reader, work, imgs, p, lo, hi, opts, bounds, trust)
-            if pending is not None:
-                settle(pending[0], pending[1].result())
-            pending = (p, writer.submit(_write_part, work, p, result, rejected, opts))
-            del result, rejected
-        if pending is not None:
-            settle(pending[0], pending[1].result())
-    except BaseException:
-        # interrupted or failed while computing: the write in flight finishes, and is
-        # recorded if it succeeded, so that --resume does not redo it
-        writer.shutdown(wait=True)  # at most one write is queued: let it finish
-        if pending is not None and str(pending[0]) not in state["parts"]:
-            fut = pending[1]
-            if fut.exception() is None:
-                state["parts"][str(pending[0])] = fut.result()
-                work.save(state)
-        raise
-    finally:
-        writer.shutdown(wait=True)
-    bar.close()
-    timings["reduce"], timings["splat"] = totals["reduce"], totals["splat"]
-    timings["aggregate_write"] = time.perf_counter() - t0
+    timings["aggregate_write"] = time.perf_counter() - t0 - timings.get("estimate", 0.0)
 
     t0 = time.perf_counter()
     ready = work.dir / "ready"
@@ -447,9 +371,87 @@ def _aggregate_to_disk(
         trust=None if trust is None else trust.summary(),
     )
     manifest["partitions"] = {"count": n_parts, "images_per_partition": per_part}
+    manifest["run"]["engine"] = engine.name
     (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     work.publish(ready, overwrite)
     return manifest
+
+
+def _run_local(
+    reader: ResponseReader,
+    work: WorkDir,
+    imgs: Images,
+    opts: AggregateOptions,
+    state: dict[str, Any],
+    say: _Say,
+    timings: dict[str, float],
+) -> TrustEstimate | None:
+    """The read, estimate and aggregate stages on this machine: partitions in Arrow files in
+    the work folder, computed one after another while a writer thread writes the previous
+    one. Fills ``state`` (``read_stats``, ``parts``); returns the trust estimate, if any."""
+    n_img, per_part = len(imgs), state["per_part"]
+    n_parts = math.ceil(n_img / per_part) if n_img else 0
+    if not state["partitioned"]:
+        t0 = time.perf_counter()
+        state["read_stats"] = _partition(reader, work, per_part, n_img, say).files
+        state["partitioned"] = True
+        state["read_s"] = time.perf_counter() - t0
+        work.save(state)
+    timings["read_partition"] = state["read_s"]
+    trust = None
+    if opts.weights == "estimate":
+        t0 = time.perf_counter()
+        trust = _trust(reader, work, imgs, per_part, n_parts, opts, state, say)
+        timings["estimate"] = time.perf_counter() - t0
+    if opts.preset == "rapidata-2025" and "norm_bounds" not in state:
+        # min-max norms over the whole run: every partition's scores first (cheap: no maps)
+        state["norm_bounds"] = _score_bounds(reader, work, imgs, per_part, n_parts, opts, trust)
+        work.save(state)
+    bounds = {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
+
+    bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not say.on)
+    shards = 0
+
+    def settle(p: int, done: dict[str, Any]) -> None:
+        """Record partition ``p`` as finished (in partition order)."""
+        nonlocal shards
+        if str(p) not in state["parts"]:
+            state["parts"][str(p)] = done
+            work.save(state)
+        shards += len(done["targets"]) + 1  # target shards and the dataset part
+        bar.set_postfix_str(f"{shards} shards written", refresh=False)
+        bar.update(min(n_img, (p + 1) * per_part) - p * per_part)
+
+    # partition p + 1 is computed while a writer thread writes partition p's outputs
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfengine-writer")
+    pending: tuple[int, Future] | None = None
+    try:
+        for p in range(n_parts):
+            lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
+            if str(p) in state["parts"]:
+                settle(p, state["parts"][str(p)])
+                continue
+            result, rejected = _compute_part(reader, work, imgs, p, lo, hi, opts, bounds, trust)
+            if pending is not None:
+                settle(pending[0], pending[1].result())
+            pending = (p, writer.submit(write_partition, work.dir, p, result, rejected, opts))
+            del result, rejected
+        if pending is not None:
+            settle(pending[0], pending[1].result())
+    except BaseException:
+        # interrupted or failed while computing: the write in flight finishes, and is
+        # recorded if it succeeded, so that --resume does not redo it
+        writer.shutdown(wait=True)  # at most one write is queued: let it finish
+        if pending is not None and str(pending[0]) not in state["parts"]:
+            fut = pending[1]
+            if fut.exception() is None:
+                state["parts"][str(pending[0])] = fut.result()
+                work.save(state)
+        raise
+    finally:
+        writer.shutdown(wait=True)
+    bar.close()
+    return trust
 
 
 def _partition(
@@ -573,34 +575,6 @@ def _compute_part(
         norm_bounds=norm_bounds,
         trust=trust,
     )
-
-
-def _write_part(
-    work: WorkDir,
-    p: int,
-    result: AggregationResult,
-    rejected: list[Rejection],
-    options: AggregateOptions,
-) -> dict[str, Any]:
-    """The write stage for partition ``p`` (in the writer thread); returns its record in
-    the progress file."""
-    targets: list[dict] = []
-    if "dataset" in options.outputs:
-        (work.dir / "dataset-parts").mkdir(exist_ok=True)
-        write_dataset_part(result, work.dir / "dataset-parts" / f"part-{p:05d}.arrow")
-    if "targets" in options.outputs:
-        targets = write_targets(result, work.dir / "shards", tag=f"-p{p:05d}")
-    write_rejections(rejected, work.dir / f"rejected-part-{p:05d}.jsonl")
-    if result.heatmap_reliability:
-        np.savez(work.dir / f"split-half-{p:05d}.npz", **result.heatmap_reliability)
-    return {
-        "targets": targets,
-        "stats": result.stats.files,
-        "timings": result.timings,
-        "rating_pairs": {
-            c: {m: v.tolist() for m, v in p.items()} for c, p in result.rating_pairs.items()
-        },
-    }
 
 
 class _Say:

@@ -623,10 +623,15 @@ class ResponseReader:
             first = min(rejections, key=lambda r: r.order)
             raise InputError.from_rejection(first, more=len(rejections) - 1)
 
-    def chunks(self, sink: Callable[[list[Rejection]], None]) -> Iterator[pa.Table]:
+    def chunks(
+        self, sink: Callable[[list[Rejection]], None], files: Sequence[int] | None = None
+    ) -> Iterator[pa.Table]:
         """Validated rows, in input order (file by file, chunk by chunk); rejections to
-        ``sink``."""
+        ``sink``. ``files``: only these files (indices into ``paths``; a distributed read
+        gives each task one)."""
         for fi, path in enumerate(self.paths):
+            if files is not None and fi not in files:
+                continue
             for parsed in parse_file(path, self.chunk_rows, self.chunk_bytes):
                 self.where[fi] = parsed.where
                 keep, bad, img, task = _validate(parsed, path, fi, self.images)

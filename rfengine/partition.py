@@ -1,0 +1,87 @@
+"""One partition's stages, shared by both engines: aggregate images ``lo:hi`` from rows
+that hold all their responses, and write its dataset part and target shards into a work
+folder (by the local engine's writer thread, or by a Ray task)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from rfengine.aggregate import compute, score_ranges
+from rfengine.errors import Rejection
+from rfengine.ingest import Images, ReadStats
+from rfengine.ingest.responses import ResponseReader
+from rfengine.options import AggregateOptions
+from rfengine.quality import TrustEstimate, concat, estimate_trust, evidence, with_weights
+from rfengine.result import AggregationResult
+from rfengine.write import write_dataset_part, write_rejections, write_targets
+
+
+def aggregate_partition(
+    reader: ResponseReader,
+    rows: pa.Table,
+    images: Images,
+    lo: int,
+    hi: int,
+    options: AggregateOptions,
+    progress: bool = False,
+    norm_bounds: dict[str, tuple[float, float]] | None = None,
+    trust: TrustEstimate | None = None,
+) -> tuple[AggregationResult, list[Rejection]]:
+    """The aggregate stage on images ``lo:hi``: ``rows`` (validated, schema ``KEPT``) hold
+    all their responses. Returns the partition's result, whose ``stats`` count the rows
+    it used and the repeats it rejected, and those rejections. ``norm_bounds``: the whole
+    run's score ranges, for the ``rapidata-2025`` preset's min-max norms (None: this
+    partition is the whole run). ``trust``: the run's estimate (``weights="estimate"``;
+    None: estimate it from this partition)."""
+    done = reader.finish(rows)
+    resp = replace(done.responses, image=done.responses.image - lo)
+    if options.weights == "estimate":
+        if trust is None:
+            trust = estimate_trust(
+                concat([evidence(images.subset(lo, hi), resp, lo)]), options.prior
+            )
+        resp = with_weights(resp, trust)
+    stats = ReadStats.of(reader.paths, done.used, reader.rejected_per_file(done.rejected))
+    sub = images.subset(lo, hi)
+    if options.preset == "rapidata-2025" and norm_bounds is None:
+        norm_bounds = score_ranges(sub, resp, options)
+    result = compute(
+        sub, resp, options, stats, row_offset=lo, norm_bounds=norm_bounds, progress=progress
+    )
+    return replace(result, trust=trust), done.rejected
+
+
+def write_partition(
+    folder: Path,
+    p: int,
+    result: AggregationResult,
+    rejected: list[Rejection],
+    options: AggregateOptions,
+) -> dict[str, Any]:
+    """The write stage for partition ``p`` into the work ``folder`` (in the writer thread,
+    or a Ray task); returns its record in the progress file."""
+    targets: list[dict] = []
+    if "dataset" in options.outputs:
+        (folder / "dataset-parts").mkdir(exist_ok=True)
+        write_dataset_part(result, folder / "dataset-parts" / f"part-{p:05d}.arrow")
+    if "targets" in options.outputs:
+        targets = write_targets(result, folder / "shards", tag=f"-p{p:05d}")
+    write_rejections(rejected, folder / f"rejected-part-{p:05d}.jsonl")
+    if result.heatmap_reliability:
+        np.savez(folder / f"split-half-{p:05d}.npz", **result.heatmap_reliability)
+    return {
+        "targets": targets,
+        "stats": result.stats.files,
+        "timings": result.timings,
+        "rating_pairs": {
+            c: {m: v.tolist() for m, v in p.items()} for c, p in result.rating_pairs.items()
+        },
+    }
+
+
+__all__ = ["aggregate_partition", "write_partition"]
