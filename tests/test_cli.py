@@ -143,12 +143,12 @@ def test_unwritable_output_is_one_line(campaign, tmp_path, capsys, monkeypatch):
 
 
 def test_a_bug_is_not_disguised_as_bad_input(campaign, tmp_path, capsys, monkeypatch):
-    import rfengine.pipeline as pipeline
+    import rfengine.partition as partition
 
     def bug(*a, **k):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr(pipeline, "compute", bug)
+    monkeypatch.setattr(partition, "compute", bug)
     assert main(_aggregate_args(campaign, tmp_path / "o")) == 3
     err = capsys.readouterr().err
     assert "internal error: ValueError: an internal invariant broke" in err
