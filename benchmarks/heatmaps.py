@@ -206,7 +206,7 @@ def bench(
             "gemm_gflops": round(gemm_gflops(dev), 1),
             "write_gbs": round(write_gbs(dev), 2),
         }
-    reps = 3 if quick else 7
+    reps = 2 if quick else 7
     for wl in workloads:
         n_img = {"512-60": 32, "512": 32, "1024": 8, "mixed": 16}[wl] * (1 if quick else 2)
         images = make_images(wl, n_img)
