@@ -26,10 +26,15 @@ status=0
 timeout 150 $py -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee "$dest/cuda-tests.txt"
 status=$((status | PIPESTATUS[0]))
 # the JSON is rewritten after each workload: a cut run keeps what it measured
-timeout 300 $py benchmarks/heatmaps.py --devices cpu cuda --json "$dest/heatmaps-cuda.json" \
-    2>&1 | tail -3
+# --quick: the references (naive, published) are single-threaded and take minutes in full
+timeout 240 $py benchmarks/heatmaps.py --quick --devices cpu cuda \
+    --json "$dest/heatmaps-cuda.json" 2>&1 | tail -3
 status=$((status | PIPESTATUS[0]))
 timeout 60 $py benchmarks/heatmaps.py --profile --devices cuda > "$dest/profile-cuda.txt" 2>&1
+status=$((status | $?))
+# the same at 512 images per batch: the GPU path pays per call, so larger batches amortise it
+timeout 90 $py benchmarks/heatmaps.py --profile --profile-images 512 --devices cuda \
+    > "$dest/profile-cuda-512.txt" 2>&1
 status=$((status | $?))
 timeout 150 $py benchmarks/end_to_end.py --device cuda --json "$dest/end_to_end-cuda.json" \
     2>&1 | tail -20

@@ -192,6 +192,18 @@ def aggregate_heatmaps(
     return out
 
 
+def splat_budget(options: AggregateOptions) -> int:
+    """Bytes for one splat call's buffers. On the CPU a quarter of the memory budget (the
+    float32 maps and their cast copy live in host memory, beside the partition's maps). On
+    CUDA they live on the GPU: a quarter of its free memory, so that a batch holds as many
+    images as fit (fewer, larger calls: the GPU path pays per call, not per image); the host
+    copy is the partition's maps, which the budget already counts."""
+    if options.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(options.device)
+        return max(options.memory_budget // 4, free // 4)
+    return options.memory_budget // 4
+
+
 def compute(
     images: Images,
     resp: Responses,
@@ -225,7 +237,7 @@ def compute(
             size=options.heatmap_size,
             device=dev,
             dtype=options.dtype,
-            budget=options.memory_budget // 4,  # splat buffers; the maps themselves too
+            budget=splat_budget(options),
             progress=progress,
         )
         for task in POINT_TASKS
@@ -294,7 +306,7 @@ def heatmap_split_half(
                     size=options.heatmap_size,
                     device=options.device,
                     dtype=torch.float32,
-                    budget=options.memory_budget // 4,
+                    budget=splat_budget(options),
                 )
                 for task in POINT_TASKS
             }

@@ -2,7 +2,6 @@
 
 import json
 
-import krippendorff
 import numpy as np
 import pytest
 from fixtures import make_campaign
@@ -12,6 +11,8 @@ from hypothesis import strategies as st
 from rfengine import aggregate, aggregate_to_disk, save_output
 from rfengine.reliability import coincidences, krippendorff_alpha, pair_counts
 from rfengine.schema import CRITERIA
+
+krippendorff = pytest.importorskip("krippendorff", reason="the test extra's krippendorff package")
 
 cells = st.one_of(st.none(), st.integers(1, 5))
 
