@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
@@ -40,9 +39,14 @@ from rfengine.errors import InputError
 from rfengine.ingest import Images
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, Engine
-from rfengine.partition import aggregate_partition, write_partition
-from rfengine.quality import TrustEstimate, concat, estimate_trust, evidence, with_weights
-from rfengine.write import write_annotators, write_rejections
+from rfengine.partition import (
+    aggregate_partition,
+    partition_responses,
+    trust_stage,
+    write_partition,
+)
+from rfengine.quality import TrustEstimate, evidence
+from rfengine.write import write_rejections
 
 if TYPE_CHECKING:
     from rfengine.write import WorkDir
@@ -120,8 +124,8 @@ def _partition_rows(pieces: tuple[pa.Table, ...]) -> pa.Table:
 def _evidence_task(
     paths: list[Path], images: Images, on_error: str, wheres: list, lo: int, hi: int, *pieces
 ):
-    done = _reader(paths, images, on_error, wheres).finish(_partition_rows(pieces))
-    resp = replace(done.responses, image=done.responses.image - lo)
+    reader = _reader(paths, images, on_error, wheres)
+    resp, _ = partition_responses(reader, _partition_rows(pieces), lo)
     return evidence(images.subset(lo, hi), resp, lo)
 
 
@@ -135,10 +139,8 @@ def _bounds_task(
     hi: int,
     *pieces,
 ):
-    done = _reader(paths, images, opts.on_error, wheres).finish(_partition_rows(pieces))
-    resp = replace(done.responses, image=done.responses.image - lo)
-    if trust is not None:
-        resp = with_weights(resp, trust)
+    reader = _reader(paths, images, opts.on_error, wheres)
+    resp, _ = partition_responses(reader, _partition_rows(pieces), lo, trust)
     return score_ranges(images.subset(lo, hi), resp, opts)
 
 
@@ -224,21 +226,17 @@ def _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending) ->
     trust = None
     if opts.weights == "estimate":
         t0 = time.perf_counter()
-        path = work.dir / "annotators.parquet"
-        if "trust" in state and path.exists():
-            rec = state["trust"]
-            trust = TrustEstimate.from_table(pq.read_table(path), rec["rounds"], rec["converged"])
-        else:
+
+        def gather() -> list:
             task = ray.remote(_evidence_task).options(max_retries=MAX_RETRIES)
             refs = [
                 task.remote(paths, images, opts.on_error, wheres, *span(p), *pieces[p])
                 for p in range(n_parts)
             ]
-            pending += refs
-            trust = estimate_trust(concat(ray.get(refs)), opts.prior)
-            write_annotators(trust, path)
-            state["trust"] = trust.summary()
-            work.save(state)
+            pending.extend(refs)
+            return ray.get(refs)
+
+        trust = trust_stage(work.dir, state, work.save, opts.prior, gather)
         timings["estimate"] = time.perf_counter() - t0
     trust_ref = ray.put(trust)
     if opts.preset == "rapidata-2025" and "norm_bounds" not in state:

@@ -4,21 +4,61 @@ folder (by the local engine's writer thread, or by a Ray task)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rfengine.aggregate import compute, score_ranges
 from rfengine.errors import Rejection
-from rfengine.ingest import Images, ReadStats
-from rfengine.ingest.responses import ResponseReader
+from rfengine.ingest import Images, ReadStats, Responses
+from rfengine.ingest.responses import Finished, ResponseReader
 from rfengine.options import AggregateOptions
-from rfengine.quality import TrustEstimate, concat, estimate_trust, evidence, with_weights
+from rfengine.quality import (
+    Evidence,
+    TrustEstimate,
+    concat,
+    estimate_trust,
+    evidence,
+    with_weights,
+)
 from rfengine.result import AggregationResult
-from rfengine.write import write_dataset_part, write_rejections, write_targets
+from rfengine.write import write_annotators, write_dataset_part, write_rejections, write_targets
+
+
+def partition_responses(
+    reader: ResponseReader, rows: pa.Table, lo: int, trust: TrustEstimate | None = None
+) -> tuple[Responses, Finished]:
+    """A partition's responses, finished (repeats rejected), with images counted from its
+    first image ``lo``, and weighing their annotators' estimated trust when given."""
+    done = reader.finish(rows)
+    resp = replace(done.responses, image=done.responses.image - lo)
+    return (resp if trust is None else with_weights(resp, trust)), done
+
+
+def trust_stage(
+    folder: Path,
+    state: dict[str, Any],
+    save: Callable[[dict[str, Any]], None],
+    prior: str,
+    gather: Callable[[], list[Evidence]],
+) -> TrustEstimate:
+    """The estimate stage's bookkeeping, for both engines: the estimate recorded in
+    ``state`` and kept as ``folder/annotators.parquet`` (``--resume``), else the fixed point
+    over the partitions' evidence from ``gather()``, written there and recorded."""
+    path = folder / "annotators.parquet"
+    if "trust" in state and path.exists():
+        rec = state["trust"]
+        return TrustEstimate.from_table(pq.read_table(path), rec["rounds"], rec["converged"])
+    trust = estimate_trust(concat(gather()), prior)
+    write_annotators(trust, path)
+    state["trust"] = trust.summary()
+    save(state)
+    return trust
 
 
 def aggregate_partition(
@@ -38,8 +78,7 @@ def aggregate_partition(
     run's score ranges, for the ``rapidata-2025`` preset's min-max norms (None: this
     partition is the whole run). ``trust``: the run's estimate (``weights="estimate"``;
     None: estimate it from this partition)."""
-    done = reader.finish(rows)
-    resp = replace(done.responses, image=done.responses.image - lo)
+    resp, done = partition_responses(reader, rows, lo)
     if options.weights == "estimate":
         if trust is None:
             trust = estimate_trust(
@@ -84,4 +123,4 @@ def write_partition(
     }
 
 
-__all__ = ["aggregate_partition", "write_partition"]
+__all__ = ["aggregate_partition", "partition_responses", "trust_stage", "write_partition"]

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
@@ -41,8 +40,13 @@ from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, Engine, OptionArgs
-from rfengine.partition import aggregate_partition, write_partition
-from rfengine.quality import TrustEstimate, concat, estimate_trust, evidence, with_weights
+from rfengine.partition import (
+    aggregate_partition,
+    partition_responses,
+    trust_stage,
+    write_partition,
+)
+from rfengine.quality import TrustEstimate, evidence
 from rfengine.reliability import merge_pair_counts, reliability, split_half_summary
 from rfengine.result import AggregationResult
 from rfengine.schema import CRITERIA
@@ -52,7 +56,6 @@ from rfengine.write import (
     finalize_dataset,
     finalize_targets,
     reporting_work_folder,
-    write_annotators,
     write_rejections,
 )
 from rfengine.write.manifest import build_manifest, describe_input, run_fingerprint
@@ -505,10 +508,7 @@ def _score_bounds(
     ranges = []
     for p in range(n_parts):
         lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
-        done = reader.finish(_partition_rows(work, p))
-        resp = replace(done.responses, image=done.responses.image - lo)
-        if trust is not None:
-            resp = with_weights(resp, trust)
+        resp, _ = partition_responses(reader, _partition_rows(work, p), lo, trust)
         ranges.append(score_ranges(imgs.subset(lo, hi), resp, options))
     return merge_ranges(ranges)
 
@@ -536,21 +536,17 @@ def _trust(
     """The estimate stage (``weights="estimate"``): every partition's evidence (compact,
     weight-free arrays: ``rfengine.quality``), then the fixed point over all of them. Kept
     in the work folder as ``annotators.parquet`` for ``--resume``."""
-    path = work.dir / "annotators.parquet"
-    if "trust" in state and path.exists():
-        rec = state["trust"]
-        return TrustEstimate.from_table(pq.read_table(path), rec["rounds"], rec["converged"])
-    parts = []
-    for p in tqdm(range(n_parts), desc="estimating trust", unit="part", disable=not say.on):
-        lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
-        done = reader.finish(_partition_rows(work, p))
-        resp = replace(done.responses, image=done.responses.image - lo)
-        parts.append(evidence(imgs.subset(lo, hi), resp, lo))
-    trust = estimate_trust(concat(parts), options.prior)
-    write_annotators(trust, path)
-    state["trust"] = trust.summary()
-    work.save(state)
-    return trust
+
+    def gather() -> list:
+        parts = []
+        bar = tqdm(range(n_parts), desc="estimating trust", unit="part", disable=not say.on)
+        for p in bar:
+            lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
+            resp, _ = partition_responses(reader, _partition_rows(work, p), lo)
+            parts.append(evidence(imgs.subset(lo, hi), resp, lo))
+        return parts
+
+    return trust_stage(work.dir, state, work.save, options.prior, gather)
 
 
 def _compute_part(

@@ -296,8 +296,10 @@ def test_streaming_equals_in_memory_and_resumes(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(camp.images_path, camp.responses_path, disk, memory_budget="40KB", **args)
     monkeypatch.setattr(pipeline, "_compute_part", real)
+    import rfengine.partition as partition
+
     monkeypatch.setattr(
-        pipeline, "estimate_trust", lambda *a: pytest.fail("the estimate should be reused")
+        partition, "estimate_trust", lambda *a: pytest.fail("the estimate should be reused")
     )
     m = aggregate_to_disk(
         camp.images_path, camp.responses_path, disk, memory_budget="40KB", resume=True, **args
