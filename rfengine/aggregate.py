@@ -204,6 +204,30 @@ def splat_budget(options: AggregateOptions) -> int:
     return options.memory_budget // 4
 
 
+def all_heatmaps(
+    images: Images,
+    resp: Responses,
+    options: AggregateOptions,
+    dtype: torch.dtype,
+    progress: bool = False,
+) -> dict[str, list[np.ndarray | None]]:
+    """Every heatmap kind of ``images`` as ``options`` define them, in ``dtype``."""
+    return {
+        task.heatmap_kind: aggregate_heatmaps(
+            images,
+            resp,
+            task,
+            preset=options.preset,
+            size=options.heatmap_size,
+            device=options.device,
+            dtype=dtype,
+            budget=splat_budget(options),
+            progress=progress,
+        )
+        for task in POINT_TASKS
+    }
+
+
 def compute(
     images: Images,
     resp: Responses,
@@ -228,20 +252,7 @@ def compute(
     words = aggregate_words(images, resp, dev)
     timings["reduce"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    heatmaps = {
-        task.heatmap_kind: aggregate_heatmaps(
-            images,
-            resp,
-            task,
-            preset=options.preset,
-            size=options.heatmap_size,
-            device=dev,
-            dtype=options.dtype,
-            budget=splat_budget(options),
-            progress=progress,
-        )
-        for task in POINT_TASKS
-    }
+    heatmaps = all_heatmaps(images, resp, options, options.dtype, progress)
     timings["splat"] = time.perf_counter() - t0
     split_half = {}
     if options.reliability:
@@ -293,24 +304,7 @@ def heatmap_split_half(
     correlation r over the pixels, corrected by Spearman-Brown to 2r / (1 + r). ``(N,)``
     float64, NaN where a half has no map or either map is constant."""
     half = annotator_halves(resp.annotator_ids)[resp.annotator]
-    maps = []
-    for h in (0, 1):
-        sub = resp.take(half == h)
-        maps.append(
-            {
-                task.heatmap_kind: aggregate_heatmaps(
-                    images,
-                    sub,
-                    task,
-                    preset=options.preset,
-                    size=options.heatmap_size,
-                    device=options.device,
-                    dtype=torch.float32,
-                    budget=splat_budget(options),
-                )
-                for task in POINT_TASKS
-            }
-        )
+    maps = [all_heatmaps(images, resp.take(half == h), options, torch.float32) for h in (0, 1)]
     out = {}
     for task in POINT_TASKS:
         kind = task.heatmap_kind
@@ -371,6 +365,7 @@ def merge_ranges(
 
 __all__ = [
     "aggregate_heatmaps",
+    "all_heatmaps",
     "aggregate_scores",
     "aggregate_words",
     "compute",
