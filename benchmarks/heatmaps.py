@@ -1,7 +1,8 @@
 """Heatmap splatting: the engine against the naive CPU path, the published method and the hardware.
 
 Workloads (synthetic, seeded): ``512-60`` (512x512, 20 annotators x 3 clicks: the target
-configuration), ``512`` and ``1024`` (20-30 annotators with 0-3 clicks each, clustered on a
+configuration), ``512-spread`` (the same with every click anywhere on the image: the seed's
+shape), ``512`` and ``1024`` (20-30 annotators with 0-3 clicks each, clustered on a
 few defects), ``mixed`` (512x512, 1024x1024, 1024x768, 768x1344). Methods, timed in one
 interleaved run (median of repeats, warm-up excluded, CUDA timed with events after a sync):
 
@@ -38,6 +39,7 @@ from rfengine.kernels import splat_heatmaps
 RESULTS = Path(__file__).parent / "results"
 SIZES = {
     "512-60": [(512, 512)],
+    "512-spread": [(512, 512)],
     "512": [(512, 512)],
     "1024": [(1024, 1024)],
     "mixed": [(512, 512), (1024, 1024), (1024, 768), (768, 1344)],
@@ -52,9 +54,13 @@ def make_images(workload: str, n: int, seed: int = 0) -> list[dict]:
         w, h = SIZES[workload][k % len(SIZES[workload])]
         defects = rng.random((int(rng.integers(1, 4)), 2))
         anns = []
-        n_ann = 20 if workload == "512-60" else int(rng.integers(20, 31))
+        fixed = workload in ("512-60", "512-spread")
+        n_ann = 20 if fixed else int(rng.integers(20, 31))
         for _ in range(n_ann):
-            n_pts = 3 if workload == "512-60" else int(rng.integers(0, 4))
+            n_pts = 3 if fixed else int(rng.integers(0, 4))
+            if workload == "512-spread":  # the seed's shape: clicks anywhere on the image
+                anns.append((rng.random((n_pts, 2)), float(rng.uniform(0.2, 1.0))))
+                continue
             near = defects[rng.integers(0, len(defects), n_pts)] + rng.normal(0, 0.04, (n_pts, 2))
             pts = np.where(rng.random((n_pts, 1)) < 0.8, near, rng.random((n_pts, 2)))
             anns.append((np.clip(pts, 0, 1), float(rng.uniform(0.2, 1.0))))
@@ -208,7 +214,9 @@ def bench(
         }
     reps = 2 if quick else 7
     for wl in workloads:
-        n_img = {"512-60": 32, "512": 32, "1024": 8, "mixed": 16}[wl] * (1 if quick else 2)
+        n_img = {"512-60": 32, "512-spread": 32, "512": 32, "1024": 8, "mixed": 16}[wl] * (
+            1 if quick else 2
+        )
         images = make_images(wl, n_img)
         # the reference paths are slow: time them on a few images, one of each size
         n_ref = max(1 if quick else 2, len(SIZES[wl]))
@@ -339,9 +347,10 @@ def main() -> None:
     ap.add_argument(
         "--profile-images", type=int, default=64, help="images per profiled batch (default 64)"
     )
+    ap.add_argument("--profile-workload", default="512-60", choices=list(SIZES))
     args = ap.parse_args()
     if args.profile:
-        profile(args.devices[0], images=args.profile_images)
+        profile(args.devices[0], args.profile_workload, args.profile_images)
         return
 
     def save(report: dict) -> None:

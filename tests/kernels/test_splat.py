@@ -112,6 +112,27 @@ def test_annotator_peak_is_the_grid_maximum(pts, W, H, out, preset):
         np.testing.assert_allclose(m, ref, atol=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    x0=st.floats(0.05, 0.95),
+    y0=st.floats(0.05, 0.95),
+    gaps=st.lists(st.tuples(st.floats(3.0, 6.0), st.floats(0, 6.3)), min_size=1, max_size=2),
+    W=st.integers(16, 120),
+    H=st.integers(16, 120),
+)
+def test_peak_near_the_no_search_boundary(x0, y0, gaps, W, H):
+    # clicks 3-6 sigma apart: around SEPARATE (4 sigma), where the continuous mode search
+    # is skipped and the discrete climb alone must find the grid maximum
+    sigma = 0.05 * min(W, H)
+    pts = [(x0, y0)]
+    for r, angle in gaps:
+        x = pts[-1][0] + r * sigma * np.cos(angle) / W
+        y = pts[-1][1] + r * sigma * np.sin(angle) / H
+        pts.append((float(np.clip(x, 0, 1)), float(np.clip(y, 0, 1))))
+    m = run_splat([(pts, 1.0)], W, H)
+    np.testing.assert_allclose(m, ref_default_map(pts, W, H), atol=1e-12)
+
+
 def test_annotator_peaks_on_merged_modes():
     # two clicks 1.5 sigma apart merge into one mode between them, away from both clicks
     W = H = 200
