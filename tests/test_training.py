@@ -303,7 +303,7 @@ def test_training_example_improves_held_out_heatmaps(tmp_path):
     )
     result = tmp_path / "r.json"
     cmd = [sys.executable, str(ROOT / "examples" / "train_reward_model.py"), str(tmp_path / "o")]
-    subprocess.run([*cmd, "--steps", "300", "--json", str(result)], check=True, timeout=120)
+    subprocess.run([*cmd, "--steps", "300", "--json", str(result)], check=True, timeout=300)
     rep = json.loads(result.read_text())
     for kind in ("coherence", "alignment"):
         before, after = rep["before"]["heatmaps"][kind]["cc"], rep["after"]["heatmaps"][kind]["cc"]
