@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +30,23 @@ from ingest import aggregate_cmd, run_child
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = [(1024, 1024)] * 6 + [(1024, 768), (768, 1024), (1344, 768), (768, 1344)]
+
+
+def disk_write_gbs(folder: Path, gb: float = 2.0, block: int = 64 << 20) -> float:
+    """This disk's synced write speed (what ``dd bs=64M conv=fdatasync`` measures): ``gb``
+    of incompressible bytes written to ``folder`` and flushed with fdatasync."""
+    data = os.urandom(block)
+    path = folder / "disk-speed.bin"
+    t0 = time.perf_counter()
+    with path.open("wb") as fh:
+        for _ in range(int(gb * 1e9) // block):
+            fh.write(data)
+        fh.flush()
+        os.fdatasync(fh.fileno())
+    secs = time.perf_counter() - t0
+    written = path.stat().st_size
+    path.unlink()
+    return written / secs / 1e9
 
 
 def _run(
@@ -100,8 +118,18 @@ def main() -> None:
         files = synthetic.write_files(table, root / "in", 4, ("jsonl",))
         rows = table.num_rows
         del table
+        disk_before = disk_write_gbs(root)
         for weights in args.weights.split(","):
             runs[weights] = _run(args, ip, files, root / f"out-{weights}", weights, rows)
+        disk_after = disk_write_gbs(root)
+    # the floor: the output's bytes at each synced disk speed (this disk varies a lot)
+    for r in runs.values():
+        speeds = {"before": disk_before, "after": disk_after}
+        r["disk_write_gbs"] = {k: round(v, 3) for k, v in speeds.items()}
+        r["write_floor_s"] = {k: round(r["output_gb"] / v, 2) for k, v in speeds.items()}
+        r["x_write_floor"] = {
+            k: round(r["wall_s"] * v / r["output_gb"], 2) for k, v in speeds.items()
+        }
     report = (
         runs[args.weights.split(",")[0]]
         if len(runs) == 1
