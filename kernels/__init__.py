@@ -6,6 +6,7 @@ No I/O and no configuration here; results stay on the inputs' device.
 from rfengine.kernels.segment import concat_ranges, segment_sum, weighted_moments
 from rfengine.kernels.splat import (
     MIN_EXPONENT,
+    SIGMA_FRACTION,
     Preset,
     annotator_peaks,
     discrete_kernel_radius,
@@ -19,6 +20,7 @@ from rfengine.kernels.splat import (
 
 __all__ = [
     "MIN_EXPONENT",
+    "SIGMA_FRACTION",
     "Preset",
     "annotator_peaks",
     "concat_ranges",

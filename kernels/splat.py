@@ -68,9 +68,13 @@ def scratch_buffer(
     return buf[:n].view(shape)
 
 
+#: the Gaussian's standard deviation as a fraction of the image's smaller side
+SIGMA_FRACTION = 0.05
+
+
 def sigma_px(width: Tensor, height: Tensor) -> Tensor:
     """Gaussian standard deviation in native pixels: 5% of the image's smaller side."""
-    return 0.05 * torch.minimum(width, height)
+    return SIGMA_FRACTION * torch.minimum(width, height)
 
 
 def gaussian_profiles(

@@ -70,7 +70,7 @@ def aggregate_words(images: Images, r: Responses, device: torch.device) -> WordS
     """Sum of the weights of the annotators who selected each token (and No_Mistake)."""
     n = len(images)
     m = r.task == Task.WORDS
-    offsets = np.concatenate([[0], np.cumsum(images.n_tokens + 1)]).astype(np.int64)
+    offsets = images.word_offsets
     resp = np.flatnonzero(m)
     lens = r.selected_offsets[resp + 1] - r.selected_offsets[resp]
     which = np.repeat(resp, lens)

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfengine.ingest import Images, Responses
-from rfengine.kernels import concat_ranges
+from rfengine.kernels import SIGMA_FRACTION, concat_ranges
 from rfengine.schema import POINT_TASKS, TASKS, Task
 
 #: rounds and tolerance of the fixed point, weight floor, prior strength (responses)
@@ -94,13 +94,13 @@ def evidence(images: Images, r: Responses, first_image: int = 0) -> Evidence:
     n_sel = (r.selected_offsets[1:] - r.selected_offsets[:-1]).astype(np.int64)
     n_clk = (r.point_offsets[1:] - r.point_offsets[:-1]).astype(np.int64)
     words = task == Task.WORDS
-    slot_base = np.concatenate([[0], np.cumsum(images.n_tokens + 1)]).astype(np.int64)
+    slot_base = images.word_offsets
     sel_resp = np.repeat(np.arange(n), np.where(words, n_sel, 0))
     keep = np.repeat(words, n_sel)
     sel_slot = slot_base[r.image[sel_resp]] + r.selected[keep]
     width = images.width[r.image].astype(np.float64)
     height = images.height[r.image].astype(np.float64)
-    sigma = 0.05 * np.minimum(width, height)
+    sigma = SIGMA_FRACTION * np.minimum(width, height)
     cover = np.minimum(1.0, n_clk * 2 * math.pi * sigma**2 / (width * height))
     pairs = [_point_pairs(images, r, t) for t in POINT_TASKS]
     pt = np.isin(task, POINT_TASKS)
@@ -112,7 +112,7 @@ def evidence(images: Images, r: Responses, first_image: int = 0) -> Evidence:
         given=r.weight.astype(np.float64),
         rating=r.rating,
         n_selected=np.where(words, n_sel, 0),
-        n_options=np.where(words, images.n_tokens[r.image] + 1, 0).astype(np.int64),
+        n_options=np.where(words, np.diff(slot_base)[r.image], 0),
         sel_response=sel_resp,
         sel_slot=sel_slot,
         n_clicks=np.where(pt, n_clk, 0),
@@ -138,7 +138,7 @@ def _point_pairs(
     w = images.width[c_img].astype(np.float64)
     h = images.height[c_img].astype(np.float64)
     x, y = pts[:, 0] * w, pts[:, 1] * h
-    two_var = 2 * (0.05 * np.minimum(w, h)) ** 2
+    two_var = 2 * (SIGMA_FRACTION * np.minimum(w, h)) ** 2
     # per image: its clicks [cs, ce) and its clicking responses [rs, re)
     imgs, cs = np.unique(c_img, return_index=True)
     ce = np.append(cs[1:], len(c_img))
@@ -181,7 +181,8 @@ def _point_pairs(
 
 def concat(parts: list[Evidence]) -> Evidence:
     """The evidence of several partitions (in image order) as one, with one annotator index
-    (ids in string order, as within a partition) and dense group and slot indices."""
+    (ids in string order, as within a partition), dense group indices, and slot and
+    response indices offset past the previous partitions'."""
     ids = pa.concat_arrays(
         [pa.array(p.annotator_ids, pa.string()) for p in parts] or [pa.array([], pa.string())]
     )
@@ -207,8 +208,7 @@ def concat(parts: list[Evidence]) -> Evidence:
 
     group = cat("group").astype(np.int64)
     dense = np.cumsum(np.r_[False, group[1:] != group[:-1]]) if len(group) else group
-    slot = np.concatenate(ss) if ss else np.zeros(0, np.int64)
-    _, slot = np.unique(slot, return_inverse=True)
+    slot = np.concatenate(ss) if ss else np.zeros(0, np.int64)  # distinct per (image, option)
     return Evidence(
         annotator=np.concatenate(ann).astype(np.int64) if ann else np.zeros(0, np.int64),
         annotator_ids=names,
@@ -231,12 +231,11 @@ def concat(parts: list[Evidence]) -> Evidence:
 @dataclass
 class TrustEstimate:
     """Per annotator (in ``annotator_ids`` order): the given weight (mean over their
-    responses), the prior, the estimated weight, and per task the responses and the
+    responses), the estimated weight, and per task the responses and the
     chance-corrected agreement (NaN where no response had a peer)."""
 
     annotator_ids: np.ndarray
     given: np.ndarray  # (A,)
-    prior: np.ndarray  # (A,) in [0, 1]
     weight: np.ndarray  # (A,) in [FLOOR, 1]
     responses: np.ndarray  # (A, tasks) int64
     agreement: np.ndarray  # (A, tasks) float64
@@ -262,7 +261,6 @@ class TrustEstimate:
         return cls(
             annotator_ids=np.asarray(table["annotator_id"].to_pylist(), dtype=object),
             given=col["weight_given"],
-            prior=np.full(table.num_rows, np.nan),  # not kept: only the estimate is used
             weight=col["weight_estimated"],
             responses=np.stack([col[f"responses_{t}"] for t in TASKS], axis=1),
             agreement=np.stack(
@@ -371,7 +369,6 @@ def estimate_trust(ev: Evidence, prior: str = "trust") -> TrustEstimate:
     return TrustEstimate(
         annotator_ids=ev.annotator_ids,
         given=given,
-        prior=w0,
         weight=w,
         responses=np.bincount(key, minlength=size).reshape(n_ann, _NT).astype(np.int64),
         agreement=agreement,

@@ -65,6 +65,12 @@ class Images:
         """``(N,)`` number of prompt tokens per image (the No_Mistake index)."""
         return np.array([len(t) for t in self.tokens], dtype=np.int64)
 
+    @property
+    def word_offsets(self) -> np.ndarray:
+        """``(N + 1,)`` start of each image's word slots in a flat array of all images'
+        slots: its tokens, then No_Mistake (``n_tokens + 1`` slots per image)."""
+        return np.concatenate([[0], np.cumsum(self.n_tokens + 1)]).astype(np.int64)
+
 
 def _rows(path: Path, fmt: str) -> tuple[list[Any], list[str]]:
     """The table's records (dicts, or an error text) and where each one is."""
