@@ -29,7 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
@@ -40,7 +39,9 @@ from rfengine.ingest import Images
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, Engine
 from rfengine.partition import (
+    Plan,
     aggregate_partition,
+    bounds_stage,
     partition_responses,
     trust_stage,
     write_partition,
@@ -92,21 +93,15 @@ def _unwrap(ray: Any, exc: BaseException) -> BaseException:
 # ------------------------------------------------------------------------------ tasks
 
 
-def _read_file(
-    paths: list[Path], images: Images, on_error: str, fi: int, per_part: int, n_parts: int
-) -> tuple:
+def _read_file(paths: list[Path], images: Images, on_error: str, fi: int, plan: Plan) -> tuple:
     """Read, validate and split file ``fi``: ``(stats, where, rejections, *pieces)``, one
     Arrow table (schema ``KEPT``) per partition."""
     reader = ResponseReader(paths, images, on_error)
     rejected: list = []
-    pieces: list[list[pa.Table]] = [[] for _ in range(n_parts)]
+    pieces: list[list[pa.Table]] = [[] for _ in range(plan.count)]
     for chunk in reader.chunks(rejected.extend, files=[fi]):
-        part = chunk["image"].to_numpy() // per_part
-        order = np.argsort(part, kind="stable")
-        chunk, part = chunk.take(pa.array(order)), part[order]
-        bounds = np.searchsorted(part, np.arange(n_parts + 1))
-        for p in np.flatnonzero(np.diff(bounds)):
-            pieces[p].append(chunk.slice(int(bounds[p]), int(bounds[p + 1] - bounds[p])))
+        for p, rows in plan.split(chunk):
+            pieces[p].append(rows)
     tables = [pa.concat_tables(x) if x else KEPT.empty_table() for x in pieces]
     return (reader.stats.files[fi], reader.where[fi], rejected, *tables)
 
@@ -198,15 +193,13 @@ def run_on_ray(
 
 
 def _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending) -> Any:
-    n_img, per_part = len(imgs), state["per_part"]
-    n_parts = -(-n_img // per_part) if n_img else 0
+    plan = Plan(len(imgs), state["per_part"])
+    n_parts = plan.count
     paths, n_files = list(reader.paths), len(reader.paths)
     images = ray.put(imgs)
     t0 = time.perf_counter()
     read = ray.remote(_read_file).options(num_returns=n_parts + 3, max_retries=MAX_RETRIES)
-    outs = [
-        read.remote(paths, images, opts.on_error, fi, per_part, n_parts) for fi in range(n_files)
-    ]
+    outs = [read.remote(paths, images, opts.on_error, fi, plan) for fi in range(n_files)]
     pending += [o[0] for o in outs]
     (work.dir / "rejected-read.jsonl").write_text("")
     stats, wheres = [], []
@@ -219,9 +212,7 @@ def _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending) ->
     work.save(state)
     pieces = [[outs[fi][3 + p] for fi in range(n_files)] for p in range(n_parts)]
     timings["read_partition"] = time.perf_counter() - t0
-
-    def span(p: int) -> tuple[int, int]:
-        return p * per_part, min(n_img, (p + 1) * per_part)
+    span = plan.span
 
     trust = None
     if opts.weights == "estimate":
@@ -239,18 +230,18 @@ def _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending) ->
         trust = trust_stage(work.dir, state, work.save, opts.prior, gather)
         timings["estimate"] = time.perf_counter() - t0
     trust_ref = ray.put(trust)
-    if opts.preset == "rapidata-2025" and "norm_bounds" not in state:
-        from rfengine.aggregate import merge_ranges
 
+    def ranges() -> list:
         task = ray.remote(_bounds_task).options(max_retries=MAX_RETRIES)
         refs = [
             task.remote(paths, images, opts, wheres, trust_ref, *span(p), *pieces[p])
             for p in range(n_parts)
         ]
-        pending += refs
-        state["norm_bounds"] = merge_ranges(ray.get(refs))
-        work.save(state)
-    bounds = {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
+        pending.extend(refs)
+        return ray.get(refs)
+
+    bounds = bounds_stage(state, work.save, opts, ranges)
+    t0 = time.perf_counter()
 
     task = ray.remote(_aggregate_task).options(
         max_retries=MAX_RETRIES, num_gpus=engine.gpus_per_task
@@ -264,7 +255,7 @@ def _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending) ->
             )  # fmt: skip
             todo[ref] = p
     pending += list(todo)
-    bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not say.on)
+    bar = tqdm(total=plan.n_images, desc="aggregating", unit="img", disable=not say.on)
     bar.update(sum(span(p)[1] - span(p)[0] for p in range(n_parts) if str(p) in state["parts"]))
     waiting = list(todo)
     while waiting:
@@ -274,6 +265,7 @@ def _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending) ->
         work.save(state)
         bar.update(span(p)[1] - span(p)[0])
     bar.close()
+    timings["aggregate_write"] = time.perf_counter() - t0
     return trust
 
 

@@ -4,8 +4,8 @@ folder (by the local engine's writer thread, or by a Ray task)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfengine.aggregate import compute, score_ranges
+from rfengine.aggregate import compute, merge_ranges, score_ranges
 from rfengine.errors import Rejection
 from rfengine.ingest import Images, ReadStats, Responses
 from rfengine.ingest.responses import Finished, ResponseReader
@@ -28,6 +28,48 @@ from rfengine.quality import (
 )
 from rfengine.result import AggregationResult
 from rfengine.write import write_annotators, write_dataset_part, write_rejections, write_targets
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A run's partitions: contiguous ranges of ``per_part`` images-table rows (the last one
+    shorter), in table order."""
+
+    n_images: int
+    per_part: int
+
+    @property
+    def count(self) -> int:
+        return -(-self.n_images // self.per_part)
+
+    def span(self, p: int) -> tuple[int, int]:
+        """``(lo, hi)``: partition ``p``'s rows."""
+        return p * self.per_part, min(self.n_images, (p + 1) * self.per_part)
+
+    def split(self, chunk: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+        """``(p, rows)`` for each partition holding some of ``chunk``'s validated rows
+        (schema ``KEPT``), their input order kept within each."""
+        part = chunk["image"].to_numpy() // self.per_part
+        order = np.argsort(part, kind="stable")
+        chunk, part = chunk.take(pa.array(order)), part[order]
+        bounds = np.searchsorted(part, np.arange(self.count + 1))
+        for p in np.flatnonzero(np.diff(bounds)):
+            yield int(p), chunk.slice(int(bounds[p]), int(bounds[p + 1] - bounds[p]))
+
+
+def bounds_stage(
+    state: dict[str, Any],
+    save: Callable[[dict[str, Any]], None],
+    options: AggregateOptions,
+    gather: Callable[[], list[dict[str, tuple[float, float]]]],
+) -> dict[str, tuple[float, float]] | None:
+    """The ``rapidata-2025`` preset's min-max norms over the whole run, for both engines:
+    recorded in ``state`` (``--resume``), else merged from every partition's score ranges
+    (``gather()``; cheap: no maps) and recorded. None for the other presets."""
+    if options.preset == "rapidata-2025" and "norm_bounds" not in state:
+        state["norm_bounds"] = merge_ranges(gather())
+        save(state)
+    return {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
 
 
 def partition_responses(
@@ -123,4 +165,11 @@ def write_partition(
     }
 
 
-__all__ = ["aggregate_partition", "partition_responses", "trust_stage", "write_partition"]
+__all__ = [
+    "Plan",
+    "aggregate_partition",
+    "bounds_stage",
+    "partition_responses",
+    "trust_stage",
+    "write_partition",
+]

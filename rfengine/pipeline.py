@@ -34,14 +34,16 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
-from rfengine.aggregate import merge_ranges, score_ranges
+from rfengine.aggregate import score_ranges
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, Engine, OptionArgs
 from rfengine.partition import (
+    Plan,
     aggregate_partition,
+    bounds_stage,
     partition_responses,
     trust_stage,
     write_partition,
@@ -314,9 +316,7 @@ def _aggregate_to_disk(
     if not state["partitioned"]:
         rows_est = sum(_estimate_rows(p) for p in inp.responses)
         state["per_part"] = plan_partitions(imgs, rows_est, opts)
-    per_part = state["per_part"]
-    n_parts = math.ceil(n_img / per_part) if n_img else 0
-    t0 = time.perf_counter()
+    plan = Plan(n_img, state["per_part"])
     if engine.name == "ray":
         from rfengine.distributed import run_on_ray
 
@@ -326,14 +326,13 @@ def _aggregate_to_disk(
     stats = ReadStats(state["read_stats"])
     pairs: dict[str, list] = {c: [] for c in CRITERIA}
     timings["reduce"] = timings["splat"] = 0.0
-    for p in range(n_parts):
+    for p in range(plan.count):
         done = state["parts"][str(p)]
         timings["reduce"] += done["timings"]["reduce"]
         timings["splat"] += done["timings"]["splat"]
         for c in CRITERIA:
             pairs[c].append({int(m): v for m, v in done["rating_pairs"][c].items()})
         stats = stats.merge(ReadStats(done["stats"]))
-    timings["aggregate_write"] = time.perf_counter() - t0 - timings.get("estimate", 0.0)
 
     t0 = time.perf_counter()
     ready = work.dir / "ready"
@@ -342,13 +341,13 @@ def _aggregate_to_disk(
     say("writing the dataset")
     n_rows = n_shards = None
     if "dataset" in opts.outputs:
-        parts = [work.dir / "dataset-parts" / f"part-{p:05d}.arrow" for p in range(n_parts)]
+        parts = [work.dir / "dataset-parts" / f"part-{p:05d}.arrow" for p in range(plan.count)]
         n_rows = finalize_dataset(parts, ready / "dataset", run_fingerprint(inputs, opts))
     if "targets" in opts.outputs:
-        entries = [e for p in range(n_parts) for e in state["parts"][str(p)]["targets"]]
+        entries = [e for p in range(plan.count) for e in state["parts"][str(p)]["targets"]]
         n_shards = len(finalize_targets(entries, work.dir / "shards", ready / "targets"))
     rejected_files = [work.dir / "rejected-read.jsonl"] + [
-        work.dir / f"rejected-part-{p:05d}.jsonl" for p in range(n_parts)
+        work.dir / f"rejected-part-{p:05d}.jsonl" for p in range(plan.count)
     ]
     if trust is not None:
         shutil.copyfile(work.dir / "annotators.parquet", ready / "annotators.parquet")
@@ -369,11 +368,11 @@ def _aggregate_to_disk(
         n_shards,
         {
             **reliability({c: merge_pair_counts(p) for c, p in pairs.items()}),
-            **split_half_summary(_split_half(work, n_parts) if opts.reliability else {}),
+            **split_half_summary(_split_half(work, plan.count) if opts.reliability else {}),
         },
         trust=None if trust is None else trust.summary(),
     )
-    manifest["partitions"] = {"count": n_parts, "images_per_partition": per_part}
+    manifest["partitions"] = {"count": plan.count, "images_per_partition": plan.per_part}
     manifest["run"]["engine"] = engine.name
     (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     work.publish(ready, overwrite)
@@ -391,12 +390,12 @@ def _run_local(
 ) -> TrustEstimate | None:
     """The read, estimate and aggregate stages on this machine: partitions in Arrow files in
     the work folder, computed one after another while a writer thread writes the previous
-    one. Fills ``state`` (``read_stats``, ``parts``); returns the trust estimate, if any."""
-    n_img, per_part = len(imgs), state["per_part"]
-    n_parts = math.ceil(n_img / per_part) if n_img else 0
+    one. Fills ``state`` (``read_stats``, ``parts``) and ``timings``; returns the trust
+    estimate, if any."""
+    plan = Plan(len(imgs), state["per_part"])
     if not state["partitioned"]:
         t0 = time.perf_counter()
-        state["read_stats"] = _partition(reader, work, per_part, n_img, say).files
+        state["read_stats"] = _partition(reader, work, plan, say).files
         state["partitioned"] = True
         state["read_s"] = time.perf_counter() - t0
         work.save(state)
@@ -404,15 +403,15 @@ def _run_local(
     trust = None
     if opts.weights == "estimate":
         t0 = time.perf_counter()
-        trust = _trust(reader, work, imgs, per_part, n_parts, opts, state, say)
+        trust = _trust(reader, work, imgs, plan, opts, state, say)
         timings["estimate"] = time.perf_counter() - t0
-    if opts.preset == "rapidata-2025" and "norm_bounds" not in state:
-        # min-max norms over the whole run: every partition's scores first (cheap: no maps)
-        state["norm_bounds"] = _score_bounds(reader, work, imgs, per_part, n_parts, opts, trust)
-        work.save(state)
-    bounds = {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
 
-    bar = tqdm(total=n_img, desc="aggregating", unit="img", disable=not say.on)
+    def ranges() -> list[dict[str, tuple[float, float]]]:
+        return _score_ranges(reader, work, imgs, plan, opts, trust)
+
+    bounds = bounds_stage(state, work.save, opts, ranges)
+    t0 = time.perf_counter()
+    bar = tqdm(total=plan.n_images, desc="aggregating", unit="img", disable=not say.on)
     shards = 0
 
     def settle(p: int, done: dict[str, Any]) -> None:
@@ -423,14 +422,15 @@ def _run_local(
             work.save(state)
         shards += len(done["targets"]) + 1  # target shards and the dataset part
         bar.set_postfix_str(f"{shards} shards written", refresh=False)
-        bar.update(min(n_img, (p + 1) * per_part) - p * per_part)
+        lo, hi = plan.span(p)
+        bar.update(hi - lo)
 
     # partition p + 1 is computed while a writer thread writes partition p's outputs
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfengine-writer")
     pending: tuple[int, Future] | None = None
     try:
-        for p in range(n_parts):
-            lo, hi = p * per_part, min(n_img, (p + 1) * per_part)
+        for p in range(plan.count):
+            lo, hi = plan.span(p)
             if str(p) in state["parts"]:
                 settle(p, state["parts"][str(p)])
                 continue
@@ -454,16 +454,14 @@ def _run_local(
     finally:
         writer.shutdown(wait=True)
     bar.close()
+    timings["aggregate_write"] = time.perf_counter() - t0
     return trust
 
 
-def _partition(
-    reader: ResponseReader, work: WorkDir, per_part: int, n_img: int, say: _Say
-) -> ReadStats:
+def _partition(reader: ResponseReader, work: WorkDir, plan: Plan, say: _Say) -> ReadStats:
     """The read, validate and partition stages: stream the responses into partition files.
 
     Returns the rows read and rejected per file."""
-    n_parts = max(1, math.ceil(n_img / per_part))
     folder = work.dir / "parts"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
@@ -473,15 +471,11 @@ def _partition(
     bar = tqdm(desc="reading responses", unit=" rows", unit_scale=True, disable=not say.on)
     try:
         for chunk in reader.chunks(lambda rs: write_rejections(rs, rej_path, mode="a")):
-            part = chunk["image"].to_numpy() // per_part
-            order = np.argsort(part, kind="stable")
-            chunk, part = chunk.take(pa.array(order)), part[order]
-            bounds = np.searchsorted(part, np.arange(n_parts + 1))
-            for p in np.flatnonzero(np.diff(bounds)):
-                w = writers.get(int(p))
+            for p, rows in plan.split(chunk):
+                w = writers.get(p)
                 if w is None:
-                    w = writers[int(p)] = pa.ipc.new_file(str(folder / f"part-{p:05d}.arrow"), KEPT)
-                w.write_table(chunk.slice(int(bounds[p]), int(bounds[p + 1] - bounds[p])))
+                    w = writers[p] = pa.ipc.new_file(str(folder / f"part-{p:05d}.arrow"), KEPT)
+                w.write_table(rows)
             bar.update(chunk.num_rows)
     finally:
         for w in writers.values():
@@ -495,22 +489,21 @@ def _partition_rows(work: WorkDir, p: int) -> pa.Table:
     return pa.ipc.open_file(str(path)).read_all() if path.exists() else KEPT.empty_table()
 
 
-def _score_bounds(
+def _score_ranges(
     reader: ResponseReader,
     work: WorkDir,
     imgs: Images,
-    per_part: int,
-    n_parts: int,
+    plan: Plan,
     options: AggregateOptions,
     trust: TrustEstimate | None = None,
-) -> dict[str, tuple[float, float]]:
-    """Per criterion, the run's ``(min, max)`` score, partition by partition."""
+) -> list[dict[str, tuple[float, float]]]:
+    """Per partition, each criterion's ``(min, max)`` score."""
     ranges = []
-    for p in range(n_parts):
-        lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
+    for p in range(plan.count):
+        lo, hi = plan.span(p)
         resp, _ = partition_responses(reader, _partition_rows(work, p), lo, trust)
         ranges.append(score_ranges(imgs.subset(lo, hi), resp, options))
-    return merge_ranges(ranges)
+    return ranges
 
 
 def _split_half(work: WorkDir, n_parts: int) -> dict[str, list[np.ndarray]]:
@@ -527,8 +520,7 @@ def _trust(
     reader: ResponseReader,
     work: WorkDir,
     imgs: Images,
-    per_part: int,
-    n_parts: int,
+    plan: Plan,
     options: AggregateOptions,
     state: dict[str, Any],
     say: _Say,
@@ -539,9 +531,9 @@ def _trust(
 
     def gather() -> list:
         parts = []
-        bar = tqdm(range(n_parts), desc="estimating trust", unit="part", disable=not say.on)
+        bar = tqdm(range(plan.count), desc="estimating trust", unit="part", disable=not say.on)
         for p in bar:
-            lo, hi = p * per_part, min(len(imgs), (p + 1) * per_part)
+            lo, hi = plan.span(p)
             resp, _ = partition_responses(reader, _partition_rows(work, p), lo)
             parts.append(evidence(imgs.subset(lo, hi), resp, lo))
         return parts
