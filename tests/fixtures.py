@@ -212,3 +212,18 @@ def cli_aggregate(images: Path, responses: list[Path], out: Path, *extra: str) -
     args = ["aggregate", "--images", str(images), "--responses", *map(str, responses)]
     assert main([*args, "--out", str(out), "--quiet", *extra]) == 0
     return json.loads((out / "manifest.json").read_text())
+
+
+def interrupt_at_partition(monkeypatch, at: int) -> None:
+    """Make the local engine raise KeyboardInterrupt when it starts computing partition
+    ``at`` (the ones before it finish and are recorded), as a Ctrl-C would."""
+    import rfengine.pipeline as pipeline
+
+    real = pipeline._compute_part
+
+    def interrupted(reader, work, imgs, p, *rest):
+        if p == at:
+            raise KeyboardInterrupt
+        return real(reader, work, imgs, p, *rest)
+
+    monkeypatch.setattr(pipeline, "_compute_part", interrupted)

@@ -5,7 +5,7 @@ import hashlib
 import json
 
 import pytest
-from fixtures import make_rows, write_csv, write_jsonl, write_parquet
+from fixtures import interrupt_at_partition, make_rows, write_csv, write_jsonl, write_parquet
 
 from rfengine import InputError, aggregate_to_disk
 from rfengine.cli import main
@@ -89,18 +89,9 @@ def test_ray_errors_name_the_same_file_line_and_field(inputs, tmp_path):
 
 
 def test_resume_on_ray_reuses_a_local_run(inputs, tmp_path, monkeypatch):
-    import rfengine.pipeline as pipeline
-
     root, ip, files = inputs
     out = tmp_path / "out"
-    real = pipeline._compute_part
-
-    def interrupted(*a):
-        if a[3] == 2:
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(pipeline, "_compute_part", interrupted)
+    interrupt_at_partition(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(
             ip, files, out, memory_budget="200KB", heatmap_size="24x24", on_error="skip"

@@ -9,8 +9,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from datasets import load_from_disk
+from fixtures import interrupt_at_partition, make_campaign, make_rows, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import ref_default_heatmap
 
 from rfengine import aggregate, aggregate_to_disk, save_output
 from rfengine.aggregate import annotator_halves
@@ -21,8 +23,6 @@ from rfengine.metrics import recovery
 from rfengine.output import load_dataset
 from rfengine.quality import FLOOR, concat, estimate_trust, evidence
 from rfengine.simulate import read_truth, simulate
-from tests.fixtures import make_campaign, make_rows, write_jsonl
-from tests.reference import ref_default_heatmap
 
 RATINGS = ("style", "coherence", "alignment")
 POINTS = ("coherence_points", "alignment_points")
@@ -279,23 +279,14 @@ def test_halves_are_stable_and_balanced():
 
 
 def test_streaming_equals_in_memory_and_resumes(tmp_path, monkeypatch):
-    from rfengine import pipeline
-
     camp = make_campaign(tmp_path, n_images=30, seed=3)
     args = {"weights": "estimate", "heatmap_size": "24x24", "reliability": True}
     mem = save_output(aggregate(camp.images_path, camp.responses_path, **args), tmp_path / "mem")
     disk = tmp_path / "disk"
-    real = pipeline._compute_part
-
-    def interrupted(*a):
-        if a[3] == 2:
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(pipeline, "_compute_part", interrupted)
+    interrupt_at_partition(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(camp.images_path, camp.responses_path, disk, memory_budget="40KB", **args)
-    monkeypatch.setattr(pipeline, "_compute_part", real)
+    monkeypatch.undo()
     import rfengine.partition as partition
 
     monkeypatch.setattr(
