@@ -1,19 +1,26 @@
 """Train a small reward model on an rfengine output and evaluate it as RAHF is evaluated.
 
     rfengine demo                                           # writes rfengine-demo/
-    python examples/train_reward_model.py rfengine-demo/aggregate [--steps 300]
+    python examples/train_reward_model.py rfengine-demo/aggregate [--steps 600]
 
 A few conv layers (no pretrained backbone, CPU-friendly) predict both heatmaps and the three
-scores from the image, trained with MSE through ``rfengine.data.RichFeedbackDataset``; the
-last quarter of the images (by dataset order) is held out. Held-out predictions are written
-as safetensors and scored by ``rfengine.metrics.evaluate`` before and after training; the
-script prints both reports and exits 0.
+scores from the image, trained through ``rfengine.data.RichFeedbackDataset``: maps by KL to
+the target distribution, scores and map peaks by MSE, with the 8 rotations/flips as
+augmentation. The last quarter of the images (by dataset order) is held out. Held-out
+predictions are written as safetensors and scored by ``rfengine.metrics.evaluate`` before and
+after training; the script prints both reports and exits 0.
+
+What it can learn from the demo: where the defects are (both maps) and the coherence score
+(a broken object is visible). It sees the image only, so it cannot tell a wrong colour or
+count from the prompt (alignment), and the demo's style ratings are drawn independently of
+the pixels: their held-out SRCC stays at chance, as it should.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -32,7 +39,15 @@ MAPS = (32, 32)
 
 
 class TinyRewardModel(nn.Module):
-    """Image (3, 64, 64) -> two maps (32, 32) in [0, 1] and three scores in [0, 1]."""
+    """Image (3, 64, 64) -> per kind a map of logits (32, 32), and three scores in [0, 1].
+
+    Each map is a distribution over pixels (softmax of its logits), trained as saliency
+    models are, by KL to the target normalised to sum 1. How strongly something is found
+    anywhere is the logits' log-mean-exp (a soft maximum); that and the logits' mean are all
+    the score head and the peak head see. Reading scores only through the maps is what keeps
+    a model this small from memorising its ~100 training images: a broken object both draws
+    the coherence clicks and lowers the coherence score, so one detector serves both.
+    """
 
     def __init__(self, width: int = 24):
         super().__init__()
@@ -46,24 +61,33 @@ class TinyRewardModel(nn.Module):
             nn.Conv2d(width, width, 3, padding=4, dilation=4),
             nn.ReLU(),
         )
-        self.maps = nn.Conv2d(width, len(HEATMAP_KINDS), 1)
-        self.scores = nn.Linear(2 * width + 2 * len(HEATMAP_KINDS), 3)
+        kinds = len(HEATMAP_KINDS)
+        self.maps = nn.Conv2d(width, kinds, 1)
+        self.scores = nn.Linear(2 * kinds, 3)
+        self.peaks = nn.Linear(2 * kinds, kinds)  # each target map's maximum, in its units
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(image)
-        maps = torch.sigmoid(self.maps(h))
-        # scores see how much of each feature and its worst spot, and the predicted maps'
-        # peaks and mass (a visible defect lowers coherence)
-        pooled = [
-            h.mean(dim=(2, 3)),
-            h.amax(dim=(2, 3)),
-            maps.amax(dim=(2, 3)),
-            maps.mean(dim=(2, 3)),
-        ]
-        return maps, torch.sigmoid(self.scores(torch.cat(pooled, dim=1)))
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.maps(self.body((image - 0.5) / 0.25))  # (B, kinds, 32, 32)
+        flat = logits.flatten(2)
+        found = torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])
+        pooled = torch.cat([found, flat.mean(dim=2)], dim=1)
+        return {
+            "logits": logits,
+            "scores": torch.sigmoid(self.scores(pooled)),
+            "peaks": torch.sigmoid(self.peaks(pooled)),
+        }
+
+    @staticmethod
+    def heatmaps(out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The predicted maps in the targets' units: each distribution scaled to the
+        predicted peak. (B, kinds, 32, 32)."""
+        p = torch.softmax(out["logits"].flatten(2), dim=2).view_as(out["logits"])
+        return p / p.amax(dim=(2, 3), keepdim=True) * out["peaks"][..., None, None]
 
 
-def predict(model: nn.Module, data: RichFeedbackDataset, rows: list[int], folder: Path) -> Path:
+def predict(
+    model: TinyRewardModel, data: RichFeedbackDataset, rows: list[int], folder: Path
+) -> Path:
     """Held-out predictions as safetensors, one file per target map size (the targets'
     native sizes may differ), for ``rfengine.metrics.evaluate``."""
     model.eval()
@@ -71,13 +95,14 @@ def predict(model: nn.Module, data: RichFeedbackDataset, rows: list[int], folder
     with torch.no_grad():
         for k in rows:
             item = data[k]
-            maps, scores = model(item["image"][None])
+            out = model(item["image"][None])
             size = tuple(data.targets(k)["coherence_heatmap"].shape)  # the target's
             g = groups.setdefault(
                 size, {"ids": [], "scores_norm": [], **{m: [] for m in HEATMAP_KINDS}}
             )
             g["ids"].append(item["image_id"])
-            g["scores_norm"].append(scores[0])
+            g["scores_norm"].append(out["scores"][0])
+            maps = model.heatmaps(out)
             up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[0]
             for i, kind in enumerate(HEATMAP_KINDS):
                 g[kind].append(up[i])
@@ -92,14 +117,39 @@ def predict(model: nn.Module, data: RichFeedbackDataset, rows: list[int], folder
     return folder
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE over the entries whose mask is set (maps not collected or scores null are left
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the entries whose mask is set (maps not collected or scores null are left
     out, never taken as zeros)."""
-    target = torch.nan_to_num(target)
-    while mask.dim() < pred.dim():
-        mask = mask[..., None]
-    mask = mask.expand_as(pred).float()
-    return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+    mask = mask.expand_as(values).float()
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def augment(batch: dict, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One of the 8 rotations/flips of the square, applied to the images and their maps
+    alike (scores do not change). Returns image (B, 3, H, W), maps (B, kinds, h, w) with
+    NaN as 0, and the maps' mask (B, kinds)."""
+    maps = torch.stack([torch.nan_to_num(batch[f"{k}_heatmap"]) for k in HEATMAP_KINDS], 1)
+    mask = torch.stack([batch[f"{k}_mask"] for k in HEATMAP_KINDS], 1)
+    turns, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=g))
+    image = batch["image"]
+    image, maps = (torch.rot90(t, turns, dims=(-2, -1)) for t in (image, maps))
+    if flip % 2:
+        image, maps = image.flip(-1), maps.flip(-1)
+    return image, maps, mask
+
+
+def loss_fn(out: dict[str, torch.Tensor], batch: dict, maps: torch.Tensor, mask: torch.Tensor):
+    """Scores and peaks: MSE. Maps: KL from the target (normalised to sum 1) to the
+    predicted distribution, over maps that were collected and are not empty."""
+    scores = masked_mean((out["scores"] - torch.nan_to_num(batch["scores_norm"])) ** 2,
+                         batch["scores_mask"])  # fmt: skip
+    flat = maps.flatten(2)
+    total = flat.sum(dim=2)
+    peaks = masked_mean((out["peaks"] - flat.amax(dim=2)) ** 2, mask)
+    target = flat / total[..., None].clamp(min=1e-8)
+    kl = -(target * torch.log_softmax(out["logits"].flatten(2), dim=2)).sum(dim=2)
+    where = mask & (total > 0)
+    return 10 * scores + peaks + masked_mean(kl, where)
 
 
 def train(out: Path, steps: int, seed: int = 0) -> tuple[dict, dict]:
@@ -111,22 +161,16 @@ def train(out: Path, steps: int, seed: int = 0) -> tuple[dict, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         before = evaluate(out, predict(model, data, held_rows, Path(tmp) / "before"))
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(seed)
         loader = DataLoader(
-            Subset(data, train_rows), batch_size=8, shuffle=True, collate_fn=collate,
-            generator=torch.Generator().manual_seed(seed),
-        )  # fmt: skip
+            Subset(data, train_rows), batch_size=8, shuffle=True, collate_fn=collate, generator=g
+        )
         done = 0
         while done < steps:
             for batch in loader:
                 model.train()
-                maps, scores = model(batch["image"])
-                loss = masked_mse(scores, batch["scores_norm"], batch["scores_mask"])
-                for i, kind in enumerate(HEATMAP_KINDS):
-                    # each map scaled to peak 1: CC, KLD, SIM, NSS and AUC ignore the scale,
-                    # and a weak map (few annotators clicked) still teaches where
-                    target = torch.nan_to_num(batch[f"{kind}_heatmap"])
-                    target = target / target.amax(dim=(1, 2), keepdim=True).clamp(min=1e-6)
-                    loss = loss + masked_mse(maps[:, i], target, batch[f"{kind}_mask"])
+                image, maps, mask = augment(batch, g)
+                loss = loss_fn(model(image), batch, maps, mask)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -142,7 +186,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("output", type=Path, help="an rfengine output with embedded images")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--json", type=Path, help="write {before, after} here")
     args = ap.parse_args()
     before, after = train(args.output, args.steps)

@@ -86,7 +86,9 @@ def _draw_shape(
 
 
 def _break(img: Image.Image, c: tuple[float, float], r: float, rng: np.random.Generator) -> None:
-    """Incoherence: cut the object, shift one half sideways and smear the region."""
+    """Incoherence: cut the object, shift its lower half sideways by 0.4-0.8 r and smear the
+    region (blur radius r/3), strong enough to stay visible at 64x64, the size a CPU-trained
+    model sees (examples/train_reward_model.py)."""
     x0, y0, x1, y1 = (
         int(c[0] - 1.2 * r),
         int(c[1] - 1.2 * r),
@@ -96,8 +98,12 @@ def _break(img: Image.Image, c: tuple[float, float], r: float, rng: np.random.Ge
     box = (max(x0, 0), max(y0, 0), min(x1, img.width), min(y1, img.height))
     patch = img.crop(box)
     half = patch.crop((0, patch.height // 2, patch.width, patch.height))
-    patch.paste(half, (int(rng.integers(-int(r * 0.6), int(r * 0.6) + 1)), patch.height // 2))
-    img.paste(patch.filter(ImageFilter.GaussianBlur(radius=max(1.0, r / 6))), box[:2])
+    # one draw (as many as the scene's other choices expect): a magnitude and a side
+    lo, hi = int(0.4 * r), int(0.8 * r)
+    k = int(rng.integers(0, 2 * (hi - lo + 1)))
+    shift = (lo + k // 2) * (1 if k % 2 else -1)
+    patch.paste(half, (shift, patch.height // 2))
+    img.paste(patch.filter(ImageFilter.GaussianBlur(radius=max(1.0, r / 3))), box[:2])
 
 
 def make_scene(k: int, rng: np.random.Generator) -> tuple[Image.Image, str, dict[str, Any]]:

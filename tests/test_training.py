@@ -293,7 +293,12 @@ def test_evaluate_words(demo, tmp_path):
 
 
 @pytest.mark.slow
-def test_training_example_improves_held_out_heatmaps(tmp_path):
+def test_training_example_improves_held_out_heatmaps_and_coherence_srcc(tmp_path):
+    """The example learns what the demo's pixels carry: where defects are (CC on both maps)
+    and the coherence score (a broken object is visible; held-out SRCC 0.70-0.80 over seeds
+    0-6 when this was written, the untrained model's -0.30 to 0.35). Style (drawn
+    independently of the image) and alignment (needs the prompt) are not asserted: an
+    image-only model has nothing to learn there."""
     from rfengine import aggregate_to_disk
     from rfengine.simulate import simulate
 
@@ -303,8 +308,10 @@ def test_training_example_improves_held_out_heatmaps(tmp_path):
     )
     result = tmp_path / "r.json"
     cmd = [sys.executable, str(ROOT / "examples" / "train_reward_model.py"), str(tmp_path / "o")]
-    subprocess.run([*cmd, "--steps", "300", "--json", str(result)], check=True, timeout=300)
+    subprocess.run([*cmd, "--steps", "600", "--json", str(result)], check=True, timeout=300)
     rep = json.loads(result.read_text())
     for kind in ("coherence", "alignment"):
         before, after = rep["before"]["heatmaps"][kind]["cc"], rep["after"]["heatmaps"][kind]["cc"]
         assert after > before + 0.05, (kind, before, after)
+    before, after = (rep[k]["scores"]["coherence"]["srcc"] for k in ("before", "after"))
+    assert after > 0.5 and after > before + 0.2, (before, after)
