@@ -34,13 +34,13 @@ SEPARATE = 4.0
 _WINDOW = 2
 
 
-def _window_offsets(r: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Row and column offsets of a (2r+1)^2 window, the centre first (so that a tie keeps
-    the current pixel and the climb stops)."""
-    w = torch.arange(-r, r + 1, device=device)
-    di, dj = w.repeat_interleave(w.numel()), w.repeat(w.numel())
-    centre = (di == 0) & (dj == 0)
-    return torch.cat([di[centre], di[~centre]]), torch.cat([dj[centre], dj[~centre]])
+def _window_order(r: int, device: torch.device) -> Tensor:
+    """Flat indices into a row-major (2r+1)^2 window, the centre first (so that a tie keeps
+    the current pixel and the climb stops), then the others in row-major order."""
+    w = 2 * r + 1
+    flat = torch.arange(w * w, device=device)
+    centre = r * w + r
+    return torch.cat([flat[centre : centre + 1], flat[flat != centre]])
 
 
 Scratch = dict[str, Tensor]
@@ -224,68 +224,71 @@ def gaussian_modes(
         valid: ``(A, K)`` which centres exist.
         sx, sy: ``(A,)`` standard deviations along x and y, in the same units.
         start_x, start_y: ``(A, S)`` start positions.
-        iters: at most this many steps; a start stops once it moves less than ``tol``. The
-            few starts still moving after that are near a very flat mode; the discrete
-            climb of ``annotator_peaks`` takes them the rest of the way.
+        iters: at most this many steps; the ascent stops once no start moves more than
+            ``tol`` (pixels). The few starts still moving after that are near a very flat
+            mode; the discrete climb of ``annotator_peaks`` takes them the rest of the way.
 
     Returns:
         ``(x, y)``, each ``(A, S)``: where each start converged.
     """
     A, S = start_x.shape
-    dt, dev = cx.dtype, cx.device
-    # one row per (annotator, start), in sigma units; converged rows drop out of the loop
-    row_a = torch.arange(A, device=dev).repeat_interleave(S)
-    ux, uy = cx / sx[:, None], cy / sy[:, None]
-    x = (start_x / sx[:, None]).reshape(-1).clone()
-    y = (start_y / sy[:, None]).reshape(-1).clone()
-    active = torch.arange(A * S, device=dev)
+    dt = cx.dtype
+    # one column per (annotator, start), in sigma units, all of them every step: they are
+    # few and each step's cost is its ~30 operations, not their size, so columns that
+    # converged are not dropped (a Newton step at a mode does not move it). Centres are
+    # laid out (K, R) so that every sum over them adds K contiguous rows.
+    sxr, syr = sx.repeat_interleave(S), sy.repeat_interleave(S)
+    ux = (cx / sx[:, None]).repeat_interleave(S, dim=0).T.contiguous()  # (K, R)
+    uy = (cy / sy[:, None]).repeat_interleave(S, dim=0).T.contiguous()
+    ok = valid.repeat_interleave(S, dim=0).T.contiguous()
+    keep = ok.to(dt)
+    off = torch.zeros(ok.shape, dtype=dt, device=cx.device).masked_fill_(~ok, -torch.inf)
+    x = start_x.reshape(-1) / sxr
+    y = start_y.reshape(-1) / syr
 
-    def terms(a: Tensor, px_: Tensor, py_: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        dx, dy = ux[a] - px_[:, None], uy[a] - py_[:, None]  # (R, K)
-        e = (-0.5 * (dx.square() + dy.square())).masked_fill_(~valid[a], -torch.inf)
-        return e, dx, dy
+    def terms(px_: Tensor, py_: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Exponents (invalid centres at -inf), offsets to the centres, and the largest
+        exponent, each Gaussian being taken relative to it (log-sum-exp) so that far-apart
+        points cannot underflow."""
+        dx, dy = ux - px_, uy - py_  # (K, R)
+        e = (dx.square() + dy.square()).mul_(-0.5).add_(off)
+        return e, dx, dy, e.amax(0).clamp_(min=-torch.finfo(dt).max)
+
+    def rel(e: Tensor, ref: Tensor) -> Tensor:
+        return (e - ref).clamp_(min=MIN_EXPONENT).exp_().mul_(keep)
+
+    def hessian(g: Tensor, dx: Tensor, dy: Tensor, g0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return (
+            (g * dx.square()).sum(0) - g0,
+            (g * dy.square()).sum(0) - g0,
+            (g * dx * dy).sum(0),
+        )
 
     for _ in range(iters):
-        a = row_a[active]
-        xa, ya = x[active], y[active]
-        e, dx, dy = terms(a, xa, ya)
-        # relative to the largest term (log-sum-exp), so far-apart points cannot underflow
-        ref = e.amax(-1, keepdim=True).clamp_(min=-torch.finfo(dt).max)
-        g = (e - ref).clamp_(min=MIN_EXPONENT).exp_() * torch.isfinite(e)
-        g0 = g.sum(-1).clamp_(min=torch.finfo(dt).tiny)
-        gx_, gy_ = (g * dx).sum(-1), (g * dy).sum(-1)  # gradient / scale
-        hxx = (g * dx.square()).sum(-1) - g0
-        hyy = (g * dy.square()).sum(-1) - g0
-        hxy = (g * dx * dy).sum(-1)
+        e, dx, dy, ref = terms(x, y)
+        g = rel(e, ref)
+        g0 = g.sum(0).clamp_(min=torch.finfo(dt).tiny)
+        gx_, gy_ = (g * dx).sum(0), (g * dy).sum(0)  # gradient / scale
+        hxx, hyy, hxy = hessian(g, dx, dy, g0)
         det = hxx * hyy - hxy.square()
         newton_ok = (det > 0) & (hxx < 0)
         safe = torch.where(newton_ok, det, 1)
-        nx = xa - (hyy * gx_ - hxy * gy_) / safe
-        ny = ya - (hxx * gy_ - hxy * gx_) / safe
+        nx = x - (hyy * gx_ - hxy * gy_) / safe
+        ny = y - (hxx * gy_ - hxy * gx_) / safe
         # keep the Newton step only where it raises the sum (same reference scale)
-        e_new, _, _ = terms(a, nx, ny)
-        f_new = (e_new - ref).clamp_(min=MIN_EXPONENT).exp_().mul_(torch.isfinite(e_new)).sum(-1)
-        newton_ok &= f_new >= g0
-        nx = torch.where(newton_ok, nx, xa + gx_ / g0)
-        ny = torch.where(newton_ok, ny, ya + gy_ / g0)
-        x[active], y[active] = nx, ny
-        moved = torch.maximum((nx - xa).abs() * sx[a], (ny - ya).abs() * sy[a])
-        active = active[moved > tol]
-        if active.numel() == 0:
+        e_new = (ux - nx).square_().add_((uy - ny).square_()).mul_(-0.5)
+        newton_ok &= rel(e_new.add_(off), ref).sum(0) >= g0
+        nx = torch.where(newton_ok, nx, x + gx_ / g0)
+        ny = torch.where(newton_ok, ny, y + gy_ / g0)
+        moved = torch.maximum((nx - x).abs() * sxr, (ny - y).abs() * syr)
+        x, y = nx, ny
+        if not bool((moved > tol).any()):
             break
     # a start can sit on a saddle (the centroid of two far-apart points is one): where the
     # end point is no maximum, use the first start's end point instead
-    e, dx, dy = terms(row_a, x, y)
-    g = (
-        (e - e.amax(-1, keepdim=True).clamp_(min=-torch.finfo(dt).max))
-        .clamp_(min=MIN_EXPONENT)
-        .exp_()
-    )
-    g = g * torch.isfinite(e)
-    g0 = g.sum(-1)
-    hxx = (g * dx.square()).sum(-1) - g0
-    hyy = (g * dy.square()).sum(-1) - g0
-    hxy = (g * dx * dy).sum(-1)
+    e, dx, dy, ref = terms(x, y)
+    g = rel(e, ref)
+    hxx, hyy, hxy = hessian(g, dx, dy, g.sum(0))
     is_max = ((hxx * hyy - hxy.square()) >= 0) & (hxx <= 0)
     x, y = x.view(A, S), y.view(A, S)
     not_max = ~is_max.view(A, S)
@@ -339,7 +342,7 @@ def annotator_peaks(
     t = torch.arange(MAX_POINTS, device=dev)
     valid = (t[None, :] < count[:, None]).to(gy.dtype)  # (A, MAX_POINTS)
     cols = (first[:, None] + t[None, :]).clamp_(max=n - 1)  # (A, MAX_POINTS)
-    steps = [_window_offsets(r, dev) for r in (1, _WINDOW)]
+    orders = [_window_order(r, dev) for r in (1, _WINDOW)]
     S = start_i.shape[1]
     # one row per distinct (annotator, start pixel): starts that converged to the same mode
     # are climbed once; rows that stopped moving leave the loop
@@ -351,23 +354,44 @@ def annotator_peaks(
     cj = key % W
     active = torch.arange(ci.numel(), device=dev)
 
-    def value_rows(a: Tensor, i: Tensor, j: Tensor) -> Tensor:  # (R,), (R, K) -> (R, K)
-        b, c, v = batch[a][:, None, None], cols[a][:, None, :], valid[a][:, None, :]
-        return (gy[b, i[..., None], c] * gx[b, c, j[..., None]] * v).sum(-1)
+    # per row: its image's offsets into the flat factors, its columns and their validity
+    gy_flat, gx_flat = gy.reshape(-1), gx.reshape(-1)  # contiguous buffers: views
+    row_b, row_c = batch[row_a], cols[row_a]
+    row_y = (row_b * (H * n))[:, None] + row_c  # + i * n: gy[b, i, c]
+    row_x = (row_b * (n * W))[:, None] + row_c * W  # + j: gx[b, c, j]
+    row_v = valid[row_a]
+
+    def value_rows(rows: Tensor, i: Tensor, j: Tensor) -> Tensor:  # (R,), (R,) -> (R,)
+        gyv = gy_flat.take(row_y[rows] + (i * n)[:, None])  # (R, K)
+        gxv = gx_flat.take(row_x[rows] + j[:, None])
+        return (gyv * gxv * row_v[rows]).sum(-1)
+
+    def window(rows: Tensor, i: Tensor, j: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The map on the (2r+1)^2 window around each row's pixel (clamped at the edges):
+        its (2r+1) rows' and columns' profiles gathered once (flat ``take``), the window
+        their product. Returns values (R, (2r+1)^2) in row-major order and the rows' and
+        columns' pixel indices, each (R, 2r+1)."""
+        off = torch.arange(-r, r + 1, device=dev)
+        wi = (i[:, None] + off).clamp_(0, H - 1)
+        wj = (j[:, None] + off).clamp_(0, W - 1)
+        ys = gy_flat.take(row_y[rows][:, None, :] + (wi * n)[:, :, None])  # (R, 2r+1, K)
+        xs = gx_flat.take(row_x[rows][:, :, None] + wj[:, None, :])  # (R, K, 2r+1)
+        return torch.bmm(ys * row_v[rows][:, None, :], xs).flatten(1), wi, wj
 
     for step in range(H + W):
-        di, dj = steps[min(step, 1)]
-        a = row_a[active]
-        ni = (ci[active][:, None] + di).clamp_(0, H - 1)
-        nj = (cj[active][:, None] + dj).clamp_(0, W - 1)
-        best = value_rows(a, ni, nj).argmax(-1, keepdim=True)
-        ni, nj = ni.gather(-1, best).squeeze(-1), nj.gather(-1, best).squeeze(-1)
+        r = 1 if step == 0 else _WINDOW
+        order = orders[min(step, 1)]
+        vals, wi, wj = window(active, ci[active], cj[active], r)
+        best = order[vals[:, order].argmax(-1)]  # flat index in the window, centre first
+        ni = wi.gather(1, torch.div(best, 2 * r + 1, rounding_mode="floor")[:, None])
+        nj = wj.gather(1, (best % (2 * r + 1))[:, None])
+        ni, nj = ni.squeeze(1), nj.squeeze(1)
         moved = (ni != ci[active]) | (nj != cj[active])
         ci[active], cj[active] = ni, nj
         active = active[moved]
         if active.numel() == 0:
             break
-    found = value_rows(row_a, ci[:, None], cj[:, None]).squeeze(-1)
+    found = value_rows(torch.arange(ci.numel(), device=dev), ci, cj)
     best = torch.zeros(A_m, dtype=gy.dtype, device=dev)
     best.scatter_reduce_(0, row_a, found, reduce="amax")
     return peaks.index_copy(0, multi, best)
