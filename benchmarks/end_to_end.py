@@ -34,8 +34,11 @@ SIZES = [(1024, 1024)] * 6 + [(1024, 768), (768, 1024), (1344, 768), (768, 1344)
 
 def disk_write_gbs(folder: Path, gb: float = 2.0, block: int = 64 << 20) -> float:
     """This disk's synced write speed (what ``dd bs=64M conv=fdatasync`` measures): ``gb``
-    of incompressible bytes written to ``folder`` and flushed with fdatasync."""
+    of incompressible bytes written to ``folder`` and flushed with fdatasync, after a
+    ``sync`` (untimed) so that the writeback of what was written before (the inputs, a
+    run's output) does not share the disk with the measurement."""
     data = os.urandom(block)
+    os.sync()
     path = folder / "disk-speed.bin"
     t0 = time.perf_counter()
     with path.open("wb") as fh:
