@@ -29,7 +29,6 @@ import synthetic
 from ingest import aggregate_cmd, run_child
 
 RESULTS = Path(__file__).parent / "results"
-SIZES = [(1024, 1024)] * 6 + [(1024, 768), (768, 1024), (1344, 768), (768, 1344)]
 
 
 def disk_write_gbs(folder: Path, gb: float = 2.0, block: int = 64 << 20) -> float:
@@ -115,12 +114,7 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory(prefix="rfengine-e2e-") as tmp:
         root = Path(tmp)
-        images = synthetic.make_images(args.images, SIZES)
-        table = synthetic.make_responses(images, args.per_task)
-        ip = synthetic.write_images(images, root / "images.jsonl")
-        files = synthetic.write_files(table, root / "in", 4, ("jsonl",))
-        rows = table.num_rows
-        del table
+        ip, files, rows, _ = synthetic.write_campaign(root, args.images, args.per_task)
         disk_before = disk_write_gbs(root)
         for weights in args.weights.split(","):
             runs[weights] = _run(args, ip, files, root / f"out-{weights}", weights, rows)

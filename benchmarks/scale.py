@@ -31,7 +31,6 @@ import synthetic
 from ingest import aggregate_cmd, run_child
 
 RESULTS = Path(__file__).parent / "results"
-SIZES = [(1024, 1024)] * 6 + [(1024, 768), (768, 1024), (1344, 768), (768, 1344)]
 
 
 def _digest(out: Path) -> dict[str, str]:
@@ -52,6 +51,12 @@ def _ray_start_stop() -> float:
     return time.perf_counter() - t0
 
 
+def _splat_ms_512() -> float:
+    """The CPU engine's ms/image at 512x512 with 60 clicks, from ``results/heatmaps.json``."""
+    report = json.loads((RESULTS / "heatmaps.json").read_text())
+    return report["workloads"]["512-60"]["methods"]["engine-default-cpu"]["ms_per_image"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -66,12 +71,7 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory(prefix="rfengine-scale-") as tmp:
         root = Path(tmp)
-        images = synthetic.make_images(args.images, SIZES)
-        table = synthetic.make_responses(images, args.per_task)
-        rows, arrow_bytes = table.num_rows, table.nbytes
-        ip = synthetic.write_images(images, root / "images.jsonl")
-        files = synthetic.write_files(table, root / "in", 4, ("jsonl",))
-        del table
+        ip, files, rows, arrow_bytes = synthetic.write_campaign(root, args.images, args.per_task)
         digests = {}
         for engine in ("local", "ray"):
             out = root / engine
@@ -96,7 +96,8 @@ def main() -> None:
     # the model: per-image figures at 512x512 from this machine's measurements
     assumptions = {
         "node": "like this machine: 2 CPU cores, its measured splat rate at 512x512",
-        "per_image_splat_512_ms": 2 * 0.61,  # two kinds, default preset, 60 clicks (heatmaps.json)
+        # two kinds, default preset, 60 clicks: as heatmaps.py last measured it
+        "per_image_splat_512_ms": 2 * _splat_ms_512(),
         "bytes_per_image_512_per_format": 2 * 512 * 512 * 2,  # 2 kinds, float16
         "disk_write_gbps_per_node": 0.5,  # this disk measured 0.29-1.5 GB/s synced (dd)
         "link_gbps": 1.25,  # 10 Gb/s between nodes

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+#: the seed's image sizes (w, h): mostly square 1024, a few other aspect ratios
+SEED_SIZES = [(1024, 1024)] * 6 + [(1024, 768), (768, 1024), (1344, 768), (768, 1344)]
 TASKS = ("style", "coherence", "alignment", "coherence_points", "alignment_points", "words")
 WORDS = "a photo of a red car parked beside two tall green trees at sunset".split()
 
@@ -119,3 +121,15 @@ def write_files(
 def write_images(images: list[dict], path: Path) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in images))
     return path
+
+
+def write_campaign(
+    root: Path, n_images: int, per_task: int, sizes: list[tuple[int, int]] = SEED_SIZES
+) -> tuple[Path, list[Path], int, int]:
+    """A seed-shaped campaign under ``root``: ``images.jsonl`` and four shuffled JSONL
+    response files in ``in/``. Returns (images path, response files, rows, Arrow bytes)."""
+    images = make_images(n_images, sizes)
+    table = make_responses(images, per_task)
+    ip = write_images(images, root / "images.jsonl")
+    files = write_files(table, root / "in", 4, ("jsonl",))
+    return ip, files, table.num_rows, table.nbytes
