@@ -7,7 +7,8 @@ Both versions of ``kernels/splat.py`` run in one process on the same batches (th
 workloads of ``heatmaps.py``, one call per batch as the engine makes them at its default
 memory budget), alternating, so that the ratio is not moved by this machine's drift between
 runs (±15-25%). Reported per workload and preset: the median ms/image of each and their
-ratio. Use it for a kernel change before re-running ``heatmaps.py``.
+ratio, and each version's time in its peak search (``heatmaps.search_breakdown``). Use it
+for a kernel change before re-running ``heatmaps.py``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
+from statistics import median
 from types import ModuleType
 
 import torch
-from heatmaps import engine_batches, make_images
+from heatmaps import engine_batches, make_images, run_engine, search_breakdown
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,8 +52,7 @@ def load_revision(rev: str, folder: Path) -> ModuleType:
 def timed(mod: ModuleType, batches: list[tuple], preset: str, images: int) -> float:
     """ms/image of one pass of ``mod.splat_heatmaps`` over ``batches``."""
     t0 = time.perf_counter()
-    for call, out, scratch in batches:
-        mod.splat_heatmaps(*call, preset=preset, out=out, scratch=scratch, check=False)
+    run_engine(batches, preset, mod.splat_heatmaps)
     return (time.perf_counter() - t0) / images * 1000
 
 
@@ -91,11 +93,18 @@ def main() -> None:
                 for _ in range(args.repeats):
                     times["rev"].append(timed(base, batches, preset, args.images))
                     times["work"].append(timed(work, batches, preset, args.images))
-                med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+                med = {k: median(v) for k, v in times.items()}
                 row = {
                     "ms_per_image_rev": round(med["rev"], 4),
                     "ms_per_image_work": round(med["work"], 4),
                     "work_over_rev": round(med["work"] / med["rev"], 3),
+                    # where each version's call goes (timers around the search functions)
+                    "search_rev": search_breakdown(
+                        base, partial(run_engine, batches, preset, base.splat_heatmaps)
+                    ),
+                    "search_work": search_breakdown(
+                        work, partial(run_engine, batches, preset, work.splat_heatmaps)
+                    ),
                 }
                 report["results"][f"{wl}/{preset}"] = row
                 print(wl, preset, row, flush=True)

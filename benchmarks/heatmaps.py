@@ -31,9 +31,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
+from types import ModuleType
 
 import numpy as np
 import torch
+from rfengine.kernels import splat as splat_module
 from rfengine.kernels import splat_heatmaps
 
 RESULTS = Path(__file__).parent / "results"
@@ -108,9 +110,49 @@ def engine_batches(images: list[dict], preset: str, device: str) -> list[tuple]:
     return batches
 
 
-def run_engine(batches: list[tuple], preset: str) -> None:
+def run_engine(batches: list[tuple], preset: str, splat: Callable = splat_heatmaps) -> None:
+    """One pass of ``splat`` (the engine's kernel, or another version of it) over
+    ``batches``, with the buffers the engine would reuse."""
     for args, out, scratch in batches:
-        splat_heatmaps(*args, preset=preset, out=out, scratch=scratch, check=False)
+        splat(*args, preset=preset, out=out, scratch=scratch, check=False)
+
+
+#: the kernel module's peak-search functions (``_normalise`` calls the other two)
+SEARCH = ("_normalise", "gaussian_modes", "annotator_peaks")
+
+
+def search_breakdown(module: ModuleType, run: Callable[[], None], reps: int = 5) -> dict:
+    """ms per ``run()`` (one pass over the batches) spent in ``module``'s peak search, by
+    timers put around its functions for ``reps`` passes (removed after), with the whole
+    pass (``call``) and the search's share of it. Times are wall clock; on CUDA they are
+    host time (no synchronisation inside)."""
+    spent = dict.fromkeys(SEARCH, 0.0)
+    saved = {name: getattr(module, name) for name in SEARCH}
+
+    def timer(name: str, fn: Callable) -> Callable:
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.perf_counter() - t0
+
+        return timed
+
+    for name, fn in saved.items():
+        setattr(module, name, timer(name, fn))
+    try:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            run()
+        total = time.perf_counter() - t0
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
+    out = {f"{name}_ms": round(v / reps * 1000, 3) for name, v in spent.items()}
+    out["call_ms"] = round(total / reps * 1000, 3)
+    out["search_share"] = round(spent["_normalise"] / total, 3)
+    return out
 
 
 def naive(im: dict) -> np.ndarray:
@@ -326,6 +368,13 @@ def profile(
     ms = (time.perf_counter() - t0) / 5 / images * 1000
     print(f"{workload}, {images} images, preset {preset}, {device}: 5 batches")
     print(f"without the profiler: {ms:.4f} ms/image")
+    parts = search_breakdown(splat_module, lambda: run_engine(batches, preset))
+    print(
+        f"peak search (timers around {', '.join(SEARCH)}): {parts['_normalise_ms']:.2f} of "
+        f"{parts['call_ms']:.2f} ms per call ({parts['search_share']:.0%}); "
+        f"gaussian_modes {parts['gaussian_modes_ms']:.2f}, "
+        f"annotator_peaks {parts['annotator_peaks_ms']:.2f}"
+    )
     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 
 

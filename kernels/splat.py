@@ -342,7 +342,8 @@ def annotator_peaks(
     t = torch.arange(MAX_POINTS, device=dev)
     valid = (t[None, :] < count[:, None]).to(gy.dtype)  # (A, MAX_POINTS)
     cols = (first[:, None] + t[None, :]).clamp_(max=n - 1)  # (A, MAX_POINTS)
-    orders = [_window_order(r, dev) for r in (1, _WINDOW)]
+    # the first step looks at the 8 neighbours, the later ones at a 5x5 window
+    windows = [(r, _window_order(r, dev)) for r in (1, _WINDOW)]
     S = start_i.shape[1]
     # one row per distinct (annotator, start pixel): starts that converged to the same mode
     # are climbed once; rows that stopped moving leave the loop
@@ -379,8 +380,7 @@ def annotator_peaks(
         return torch.bmm(ys * row_v[rows][:, None, :], xs).flatten(1), wi, wj
 
     for step in range(H + W):
-        r = 1 if step == 0 else _WINDOW
-        order = orders[min(step, 1)]
+        r, order = windows[min(step, 1)]
         vals, wi, wj = window(active, ci[active], cj[active], r)
         best = order[vals[:, order].argmax(-1)]  # flat index in the window, centre first
         ni = wi.gather(1, torch.div(best, 2 * r + 1, rounding_mode="floor")[:, None])
