@@ -1,7 +1,7 @@
 """Train a small reward model on an rfengine output and evaluate it as RAHF is evaluated.
 
     rfengine demo                                           # writes rfengine-demo/
-    python examples/train_reward_model.py rfengine-demo/aggregate [--steps 600]
+    python examples/train_reward_model.py rfengine-demo/aggregate [--steps 600] [--seed 0]
 
 A few conv layers (no pretrained backbone, CPU-friendly) predict both heatmaps and the three
 scores from the image, trained through ``rfengine.data.RichFeedbackDataset``: maps by KL to
@@ -130,6 +130,7 @@ def augment(batch: dict, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
     NaN as 0, and the maps' mask (B, kinds)."""
     maps = torch.stack([torch.nan_to_num(batch[f"{k}_heatmap"]) for k in HEATMAP_KINDS], 1)
     mask = torch.stack([batch[f"{k}_mask"] for k in HEATMAP_KINDS], 1)
+    # one draw of two values in [0, 4): quarter turns, and a flip when the second is odd
     turns, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=g))
     image = batch["image"]
     image, maps = (torch.rot90(t, turns, dims=(-2, -1)) for t in (image, maps))
@@ -138,11 +139,13 @@ def augment(batch: dict, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
     return image, maps, mask
 
 
-def loss_fn(out: dict[str, torch.Tensor], batch: dict, maps: torch.Tensor, mask: torch.Tensor):
+def loss_fn(
+    out: dict[str, torch.Tensor], batch: dict, maps: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Scores and peaks: MSE. Maps: KL from the target (normalised to sum 1) to the
     predicted distribution, over maps that were collected and are not empty."""
-    scores = masked_mean((out["scores"] - torch.nan_to_num(batch["scores_norm"])) ** 2,
-                         batch["scores_mask"])  # fmt: skip
+    score_err = (out["scores"] - torch.nan_to_num(batch["scores_norm"])) ** 2
+    scores = masked_mean(score_err, batch["scores_mask"])
     flat = maps.flatten(2)
     total = flat.sum(dim=2)
     peaks = masked_mean((out["peaks"] - flat.amax(dim=2)) ** 2, mask)
@@ -187,9 +190,10 @@ def main() -> None:
     )
     ap.add_argument("output", type=Path, help="an rfengine output with embedded images")
     ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--seed", type=int, default=0, help="weights, batch order, augmentation")
     ap.add_argument("--json", type=Path, help="write {before, after} here")
     args = ap.parse_args()
-    before, after = train(args.output, args.steps)
+    before, after = train(args.output, args.steps, args.seed)
     for name, rep in (("before", before), ("after", after)):
         cc = {k: round(v["cc"], 3) for k, v in rep["heatmaps"].items()}
         srcc = {k: round(v["srcc"], 3) for k, v in rep["scores"].items()}
