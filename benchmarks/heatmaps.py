@@ -117,8 +117,9 @@ def run_engine(batches: list[tuple], preset: str, splat: Callable = splat_heatma
         splat(*args, preset=preset, out=out, scratch=scratch, check=False)
 
 
-#: the kernel module's peak-search functions (``_normalise`` calls the other two)
-SEARCH = ("_normalise", "gaussian_modes", "annotator_peaks")
+#: the kernel module's peak-search functions (``_normalise`` calls the others); a module
+#: from an older revision (``compare_kernels.py``) is timed on those it has
+SEARCH = ("_normalise", "gaussian_modes", "annotator_peaks", "tile_candidates", "tile_maxima")
 
 
 def search_breakdown(module: ModuleType, run: Callable[[], None], reps: int = 5) -> dict:
@@ -126,8 +127,9 @@ def search_breakdown(module: ModuleType, run: Callable[[], None], reps: int = 5)
     timers put around its functions for ``reps`` passes (removed after), with the whole
     pass (``call``) and the search's share of it. Times are wall clock; on CUDA they are
     host time (no synchronisation inside)."""
-    spent = dict.fromkeys(SEARCH, 0.0)
-    saved = {name: getattr(module, name) for name in SEARCH}
+    names = [name for name in SEARCH if hasattr(module, name)]
+    spent = dict.fromkeys(names, 0.0)
+    saved = {name: getattr(module, name) for name in names}
 
     def timer(name: str, fn: Callable) -> Callable:
         def timed(*a, **k):
@@ -369,11 +371,12 @@ def profile(
     print(f"{workload}, {images} images, preset {preset}, {device}: 5 batches")
     print(f"without the profiler: {ms:.4f} ms/image")
     parts = search_breakdown(splat_module, lambda: run_engine(batches, preset))
+    inner = [name for name in SEARCH[1:] if f"{name}_ms" in parts]
     print(
-        f"peak search (timers around {', '.join(SEARCH)}): {parts['_normalise_ms']:.2f} of "
-        f"{parts['call_ms']:.2f} ms per call ({parts['search_share']:.0%}); "
-        f"gaussian_modes {parts['gaussian_modes_ms']:.2f}, "
-        f"annotator_peaks {parts['annotator_peaks_ms']:.2f}"
+        f"peak search (timers around {', '.join(['_normalise', *inner])}): "
+        f"{parts['_normalise_ms']:.2f} of {parts['call_ms']:.2f} ms per call "
+        f"({parts['search_share']:.0%}); "
+        + ", ".join(f"{name} {parts[f'{name}_ms']:.2f}" for name in inner)
     )
     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 

@@ -10,12 +10,13 @@ from rfengine.kernels.splat import (
     Preset,
     annotator_peaks,
     discrete_kernel_radius,
-    gaussian_modes,
     gaussian_profiles,
     pack_columns,
     reflected_kernel_profiles,
     sigma_px,
     splat_heatmaps,
+    tile_candidates,
+    tile_maxima,
 )
 
 __all__ = [
@@ -26,11 +27,12 @@ __all__ = [
     "concat_ranges",
     "discrete_kernel_radius",
     "gaussian_profiles",
-    "gaussian_modes",
     "pack_columns",
     "reflected_kernel_profiles",
     "segment_sum",
     "sigma_px",
     "splat_heatmaps",
+    "tile_candidates",
+    "tile_maxima",
     "weighted_moments",
 ]

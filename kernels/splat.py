@@ -27,8 +27,7 @@ Preset = Literal["default", "rapidata-2025"]
 #: and exp(-80) ~ 1.8e-35 is already far below float16 resolution.
 MIN_EXPONENT = -80.0
 
-# Hill-climb neighbourhood; the centre comes first so that ties keep the current pixel.
-#: Gaussians this many sigma apart or more need no continuous mode search (``_normalise``)
+#: Gaussians this many sigma apart or more need no tile search for their maximum (``_normalise``)
 SEPARATE = 4.0
 #: half-width of the window of the peak search's steps after the first
 _WINDOW = 2
@@ -126,6 +125,16 @@ def discrete_kernel_radius(sigma: Tensor, truncate: float = 3.0) -> Tensor:
     return (truncate * sigma + 0.5).floor().long()
 
 
+def discrete_kernel_sum(sigma: Tensor, radius: Tensor) -> Tensor:
+    """``(B,)`` sum of the taps ``exp(-t^2 / (2 sigma^2))``, ``|t| <= radius``: the discrete
+    Gaussian kernel's normalisation (in ``sigma``'s dtype)."""
+    r = int(radius.max()) if radius.numel() else 0
+    taps = torch.arange(-r, r + 1, device=sigma.device, dtype=sigma.dtype)
+    inv = (-0.5 / sigma**2)[:, None]
+    kernel = (taps.square() * inv).exp_().masked_fill_(taps.abs() > radius[:, None], 0)
+    return kernel.sum(-1)
+
+
 def reflected_kernel_profiles(
     pixel: Tensor,
     size: int,
@@ -159,9 +168,7 @@ def reflected_kernel_profiles(
         raise ValueError(f"kernel radius must be below the signal length {size}, got {radius}")
     r = radius.to(dt)[:, None, None]
     inv = (-0.5 / sigma**2)[:, None, None]
-    taps = torch.arange(-int(radius.max()), int(radius.max()) + 1, device=dev, dtype=dt)
-    kernel = torch.where(taps[None, None, :].abs() <= r, (taps.square() * inv).exp(), 0)
-    norm = kernel.sum(-1, keepdim=True)  # (B, 1, 1): the kernel sums to one
+    norm = discrete_kernel_sum(sigma, radius)[:, None, None]  # the kernel sums to one
     B, n = pixel.shape
     if transposed:
         i = torch.arange(size, device=dev, dtype=dt)[None, :, None]
@@ -199,104 +206,6 @@ def pack_columns(point_image: Tensor, n_images: int) -> tuple[Tensor, int]:
     return column, int(counts.max()) if counts.numel() else 0
 
 
-def gaussian_modes(
-    cx: Tensor,
-    cy: Tensor,
-    valid: Tensor,
-    sx: Tensor,
-    sy: Tensor,
-    start_x: Tensor,
-    start_y: Tensor,
-    iters: int = 8,
-    tol: float = 1e-3,
-) -> tuple[Tensor, Tensor]:
-    """Local maxima of each annotator's sum of Gaussians, by monotone ascent from given starts.
-
-    Each step is a Newton step on the sum where its Hessian is negative definite and the
-    step raises the sum, else a mean-shift step (``x <- sum g_k x_k / sum g_k``), which
-    always raises it. Never descending, a start cannot leave its basin; started from every
-    point and the centroid, the ascent reaches every mode of a sum of <=3 Gaussians of one
-    width. Newton makes it quadratic near a mode, where mean-shift alone crawls (two
-    Gaussians about to merge have a very flat mode).
-
-    Args:
-        cx, cy: ``(A, K)`` Gaussian centres in output-pixel index units.
-        valid: ``(A, K)`` which centres exist.
-        sx, sy: ``(A,)`` standard deviations along x and y, in the same units.
-        start_x, start_y: ``(A, S)`` start positions.
-        iters: at most this many steps; the ascent stops once no start moves more than
-            ``tol`` (pixels). The few starts still moving after that are near a very flat
-            mode; the discrete climb of ``annotator_peaks`` takes them the rest of the way.
-
-    Returns:
-        ``(x, y)``, each ``(A, S)``: where each start converged.
-    """
-    A, S = start_x.shape
-    dt = cx.dtype
-    # one column per (annotator, start), in sigma units, all of them every step: they are
-    # few and each step's cost is its ~30 operations, not their size, so columns that
-    # converged are not dropped (a Newton step at a mode does not move it). Centres are
-    # laid out (K, R) so that every sum over them adds K contiguous rows.
-    sxr, syr = sx.repeat_interleave(S), sy.repeat_interleave(S)
-    ux = (cx / sx[:, None]).repeat_interleave(S, dim=0).T.contiguous()  # (K, R)
-    uy = (cy / sy[:, None]).repeat_interleave(S, dim=0).T.contiguous()
-    ok = valid.repeat_interleave(S, dim=0).T.contiguous()
-    keep = ok.to(dt)
-    off = torch.zeros(ok.shape, dtype=dt, device=cx.device).masked_fill_(~ok, -torch.inf)
-    x = start_x.reshape(-1) / sxr
-    y = start_y.reshape(-1) / syr
-
-    def terms(px_: Tensor, py_: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Exponents (invalid centres at -inf), offsets to the centres, and the largest
-        exponent, each Gaussian being taken relative to it (log-sum-exp) so that far-apart
-        points cannot underflow."""
-        dx, dy = ux - px_, uy - py_  # (K, R)
-        e = (dx.square() + dy.square()).mul_(-0.5).add_(off)
-        return e, dx, dy, e.amax(0).clamp_(min=-torch.finfo(dt).max)
-
-    def rel(e: Tensor, ref: Tensor) -> Tensor:
-        return (e - ref).clamp_(min=MIN_EXPONENT).exp_().mul_(keep)
-
-    def hessian(g: Tensor, dx: Tensor, dy: Tensor, g0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return (
-            (g * dx.square()).sum(0) - g0,
-            (g * dy.square()).sum(0) - g0,
-            (g * dx * dy).sum(0),
-        )
-
-    for _ in range(iters):
-        e, dx, dy, ref = terms(x, y)
-        g = rel(e, ref)
-        g0 = g.sum(0).clamp_(min=torch.finfo(dt).tiny)
-        gx_, gy_ = (g * dx).sum(0), (g * dy).sum(0)  # gradient / scale
-        hxx, hyy, hxy = hessian(g, dx, dy, g0)
-        det = hxx * hyy - hxy.square()
-        newton_ok = (det > 0) & (hxx < 0)
-        safe = torch.where(newton_ok, det, 1)
-        nx = x - (hyy * gx_ - hxy * gy_) / safe
-        ny = y - (hxx * gy_ - hxy * gx_) / safe
-        # keep the Newton step only where it raises the sum (same reference scale)
-        e_new = (ux - nx).square_().add_((uy - ny).square_()).mul_(-0.5)
-        newton_ok &= rel(e_new.add_(off), ref).sum(0) >= g0
-        nx = torch.where(newton_ok, nx, x + gx_ / g0)
-        ny = torch.where(newton_ok, ny, y + gy_ / g0)
-        moved = torch.maximum((nx - x).abs() * sxr, (ny - y).abs() * syr)
-        x, y = nx, ny
-        if not bool((moved > tol).any()):
-            break
-    # a start can sit on a saddle (the centroid of two far-apart points is one): where the
-    # end point is no maximum, use the first start's end point instead
-    e, dx, dy, ref = terms(x, y)
-    g = rel(e, ref)
-    hxx, hyy, hxy = hessian(g, dx, dy, g.sum(0))
-    is_max = ((hxx * hyy - hxy.square()) >= 0) & (hxx <= 0)
-    x, y = x.view(A, S), y.view(A, S)
-    not_max = ~is_max.view(A, S)
-    x = torch.where(not_max, x[:, :1], x)
-    y = torch.where(not_max, y[:, :1], y)
-    return x * sx[:, None], y * sy[:, None]
-
-
 def annotator_peaks(
     gy: Tensor,
     gx: Tensor,
@@ -305,23 +214,27 @@ def annotator_peaks(
     count: Tensor,
     start_i: Tensor,
     start_j: Tensor,
+    climb: Tensor | None = None,
 ) -> Tensor:
     """Maximum over the output grid of each annotator's map, without forming the map.
 
     The map of annotator ``a`` is ``sum_t gy[b, :, first + t] (x) gx[b, first + t, :]`` for
     ``t < count``. One click's map is separable, so its maximum is exactly
     ``max(gy column) * max(gx row)``. For 2-3 clicks, a vectorised hill climb from each
-    start pixel (the pixels nearest the continuous modes, see ``gaussian_modes``) moves to
-    the best of the 8 neighbours first, then to the best of a 5x5 window (fewer steps for
-    the rare start far from its maximum), until no move improves: a discrete local
-    maximum. The largest value reached is returned: the grid maximum (tests compare it with
-    the full map's ``max``).
+    start pixel (the annotator's click pixels) moves to the best of the 8 neighbours
+    first, then to the best of a 5x5 window (fewer steps for the rare start far from its
+    maximum), until no move improves: a discrete local maximum. The largest value reached
+    is returned: the grid maximum where the annotator's Gaussians are apart (each bump has
+    one discrete local maximum, next to its click), else a lower bound that
+    ``tile_candidates`` and ``tile_maxima`` then prove or beat.
 
     Args:
         gy: ``(B, H, n)`` column profiles; gx: ``(B, n, W)`` row profiles.
         batch: ``(A,)`` image index of each annotator; first: ``(A,)`` its first column;
         count: ``(A,)`` its number of points (1..MAX_POINTS).
         start_i, start_j: ``(A, S)`` start rows and columns.
+        climb: ``(A,)`` which annotators to climb (default all); the others get the largest
+            value at their starts (a lower bound for ``tile_candidates``).
 
     Returns:
         ``(A,)`` grid maxima, in ``gy``'s dtype.
@@ -354,6 +267,8 @@ def annotator_peaks(
     ci = torch.div(key % (H * W), W, rounding_mode="floor")
     cj = key % W
     active = torch.arange(ci.numel(), device=dev)
+    if climb is not None:
+        active = active[climb[multi][row_a]]
 
     # per row: its image's offsets into the flat factors, its columns and their validity
     gy_flat, gx_flat = gy.reshape(-1), gx.reshape(-1)  # contiguous buffers: views
@@ -379,7 +294,7 @@ def annotator_peaks(
         xs = gx_flat.take(row_x[rows][:, :, None] + wj[:, None, :])  # (R, K, 2r+1)
         return torch.bmm(ys * row_v[rows][:, None, :], xs).flatten(1), wi, wj
 
-    for step in range(H + W):
+    for step in range(H + W if active.numel() else 0):
         r, order = windows[min(step, 1)]
         vals, wi, wj = window(active, ci[active], cj[active], r)
         best = order[vals[:, order].argmax(-1)]  # flat index in the window, centre first
@@ -397,6 +312,136 @@ def annotator_peaks(
     return peaks.index_copy(0, multi, best)
 
 
+#: a tile is dropped when its upper bound, raised by this relative margin (far above the
+#: bound's rounding error in float32), is below the best value found
+_BOUND_MARGIN = 1e-4
+#: side of the tiles whose every pixel is evaluated once the bound no longer drops them
+_DENSE_TILE = 32
+#: map values per chunk of ``tile_maxima`` (a quarter of a 1 MiB cache in float32)
+_TILE_CHUNK = 1 << 18
+
+
+def _axis_maxima(c: Tensor, lo: Tensor, hi: Tensor, inv_sigma: Tensor, reach: Tensor | None):
+    """``(R, K)`` upper bound over the pixels ``lo..hi`` of each point's 1-D profile, the sum
+    over its images ``c (R, K, M)`` of ``exp(-((k - c) * inv_sigma)^2 / 2)`` (0 beyond
+    ``reach``): each image's own maximum, at the pixel of the range nearest its centre."""
+    d = c.round().clamp_(lo[:, None, None], hi[:, None, None]).sub_(c)
+    e = (d * inv_sigma[:, None, None]).square_().mul_(-0.5).clamp_(min=MIN_EXPONENT).exp_()
+    if reach is not None:
+        e.masked_fill_(d.abs_() > reach[:, None, None], 0)
+    return e.sum(2)
+
+
+def tile_candidates(
+    cx: Tensor,
+    cy: Tensor,
+    valid: Tensor,
+    weight: Tensor,
+    sx: Tensor,
+    sy: Tensor,
+    reach: Tensor | None,
+    size: tuple[int, int],
+    lower: Tensor,
+    tile: int = _DENSE_TILE,
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Tiles of the grid that can hold a pixel above ``lower`` in an annotator's map.
+
+    The map is ``weight * sum_k X_k(j) Y_k(i)`` over the annotator's points ``k``, each
+    profile a sum over the point's images (a point and, for the published method's reflect
+    boundaries, its mirror images) of ``exp(-((j - cx) / sx)^2 / 2)``, 0 where ``|j - cx|``
+    exceeds ``reach`` (its truncated kernel). Branch and bound over square tiles (a quarter
+    of the grid's padded side first, halved down to ``tile``): a tile is dropped when
+    ``weight * sum_k max X_k * max Y_k`` over its columns and rows (each image's maximum at
+    the pixel nearest its centre) is below ``lower``. Every pixel above ``lower`` lies in a
+    returned tile, so the largest of ``lower`` and the tiles' maxima is the grid maximum.
+
+    Args:
+        cx: ``(A, K, Mx)``, cy: ``(A, K, My)`` image centres in output-pixel index units;
+            valid: ``(A, K)`` which points exist; weight, sx, sy: ``(A,)`` the map's factor
+            and widths; reach: ``(A,)`` truncation radius in pixels, or None (none);
+            size: ``(H, W)``; lower: ``(A,)`` a value each map reaches on the grid;
+            tile: the returned tiles' side (a power of 2).
+
+    Returns:
+        ``(row, i0, j0, side)``: the tiles' annotator rows and top-left pixels, each
+        ``(C,)``, and their side (tiles at the grid's edge are cut by it).
+    """
+    H, W = size
+    dev = cx.device
+    A = cx.shape[0]
+    s = max(1, (1 << max(H - 1, W - 1, 1).bit_length()) // 4)
+    ti = torch.arange(0, H, s, device=dev)
+    tj = torch.arange(0, W, s, device=dev)
+    nt = ti.numel() * tj.numel()
+    row = torch.arange(A, device=dev).repeat_interleave(nt)
+    i0 = ti.repeat_interleave(tj.numel()).repeat(A)
+    j0 = tj.repeat(ti.numel() * A)
+    inv_x, inv_y = 1 / sx, 1 / sy
+    threshold = lower / weight / (1 + _BOUND_MARGIN)
+    keep_points = valid.to(cx.dtype)
+    while True:
+        i1 = (i0 + s).clamp_(max=H) - 1  # last pixel, inclusive
+        j1 = (j0 + s).clamp_(max=W) - 1
+        rr = None if reach is None else reach[row]
+        ey = _axis_maxima(cy[row], i0, i1, inv_y[row], rr)
+        ex = _axis_maxima(cx[row], j0, j1, inv_x[row], rr)
+        bound = ey.mul_(ex).mul_(keep_points[row]).sum(1)
+        keep = (bound >= threshold[row]).nonzero().squeeze(1)
+        row, i0, j0 = row[keep], i0[keep], j0[keep]
+        if s <= tile or row.numel() == 0:
+            return row, i0, j0, s
+        # split each tile into its (up to) four halves inside the grid
+        s //= 2
+        di = torch.tensor([0, 0, s, s], device=dev)
+        dj = torch.tensor([0, s, 0, s], device=dev)
+        row = row.repeat_interleave(4)
+        i0 = i0.repeat_interleave(4) + di.repeat(keep.numel())
+        j0 = j0.repeat_interleave(4) + dj.repeat(keep.numel())
+        inside_grid = ((i0 < H) & (j0 < W)).nonzero().squeeze(1)
+        row, i0, j0 = row[inside_grid], i0[inside_grid], j0[inside_grid]
+
+
+def tile_maxima(
+    gy: Tensor,
+    gx: Tensor,
+    batch: Tensor,
+    first: Tensor,
+    count: Tensor,
+    i0: Tensor,
+    j0: Tensor,
+    side: int,
+) -> Tensor:
+    """``(R,)`` maximum of each row's annotator map over the ``side x side`` tile at
+    ``(i0, j0)``, every pixel evaluated from the factors: the tile's row profiles times its
+    column profiles, in batched products. A tile cut by the grid's edge is moved inside it
+    (the extra pixels are the same map's), so the maximum is over at least its pixels.
+
+    Args:
+        gy: ``(B, H, n)``; gx: ``(B, n, W)``; batch, first, count: ``(R,)`` each row's
+            image, first column and number of columns; i0, j0: ``(R,)`` tile corners.
+    """
+    _, H, n = gy.shape
+    W = gx.shape[2]
+    K = min(MAX_POINTS, n)
+    si, sj = min(side, H), min(side, W)
+    # each row's window of K consecutive columns, starting early where its points end
+    # the image's columns; then the pixels' profiles from zero-copy sliding views
+    start = first.clamp(max=n - K)
+    t = start[:, None] + torch.arange(K, device=gy.device)
+    valid = ((t >= first[:, None]) & (t < (first + count)[:, None])).to(gy.dtype)
+    ii = i0.clamp(max=H - si)
+    jj = j0.clamp(max=W - sj)
+    ys = gy.unfold(1, si, 1).unfold(2, K, 1)[batch, ii, start]  # (R, si, K)
+    xs = gx.unfold(1, K, 1).unfold(2, sj, 1)[batch, start, jj]  # (R, K, sj)
+    ys.mul_(valid[:, None, :])
+    # in chunks whose tiles stay in cache between the product and the maximum
+    step = max(1, _TILE_CHUNK // (si * sj))
+    out = torch.empty(ys.shape[0], dtype=gy.dtype, device=gy.device)
+    for k in range(0, ys.shape[0], step):
+        torch.amax(torch.bmm(ys[k : k + step], xs[k : k + step]), (1, 2), out=out[k : k + step])
+    return out
+
+
 class Factors(NamedTuple):
     """A batch's separable factors and what the peak search needs of them (per preset).
 
@@ -405,8 +450,12 @@ class Factors(NamedTuple):
     ``log_scale (B, n)``; ``ux, uy (P,)`` are the points in output-pixel index units (pixel
     ``k``'s centre is at ``k``); ``sx, sy (A,)`` each annotator's Gaussian width in those
     units; ``mirrors_x``, ``mirrors_y`` the centres whose sum is the map (a point and, for
-    the published method's reflect boundaries, its mirror images); ``needs_search (A,)``
-    marks annotators whose peak is not simply at a point.
+    the published method's reflect boundaries, its mirror images); ``mirrored (A,)``
+    marks annotators with a point whose mirror image reaches the grid. Each centre adds
+    ``term_scale * exp(-log_scale_max) * exp(-dx^2 / 2 sx^2 - dy^2 / 2 sy^2)`` to the map
+    of ``gy @ gx`` (``log_scale_max``: the largest ``log_scale`` among the annotator's
+    points, ``term_scale (B,)`` per image), 0 where ``|dx|`` or ``|dy|`` exceeds ``reach
+    (B,)`` (None: no truncation, a smooth map).
     """
 
     gy: Tensor
@@ -418,7 +467,9 @@ class Factors(NamedTuple):
     sy: Tensor
     mirrors_x: tuple[Tensor, ...]
     mirrors_y: tuple[Tensor, ...]
-    needs_search: Tensor
+    mirrored: Tensor
+    term_scale: Tensor
+    reach: Tensor | None
 
 
 class Batch(NamedTuple):
@@ -460,11 +511,10 @@ def _default_factors(b: Batch) -> Factors:
     ux, uy = px * W - 0.5, py * H - 0.5
     s_img = sigma[annotator_image]
     sx, sy = s_img * W / wf[annotator_image], s_img * H / hf[annotator_image]
-    A = annotator_image.shape[0]
-    # a lone Gaussian peaks at its own centre: modes are searched where several interact
-    needs = torch.bincount(point_annotator, minlength=A) >= 2
+    none = torch.zeros(annotator_image.shape[0], dtype=torch.bool, device=dev)
     # each point's Gaussian = exp(log_x + log_y) gy (x) gx
-    return Factors(gy, gx, log_x + log_y, ux, uy, sx, sy, (ux,), (uy,), needs)
+    ones = torch.ones(B, dtype=dt, device=dev)
+    return Factors(gy, gx, log_x + log_y, ux, uy, sx, sy, (ux,), (uy,), none, ones, None)
 
 
 def _rapidata_factors(b: Batch) -> Factors:
@@ -483,6 +533,7 @@ def _rapidata_factors(b: Batch) -> Factors:
     my[point_image, column] = (py * H).long().clamp_(max=H - 1)
     sigma = torch.minimum(wf, hf) / 20
     radius = discrete_kernel_radius(sigma)
+    norm = discrete_kernel_sum(sigma, radius)
     gy = reflected_kernel_profiles(
         my,
         H,
@@ -498,13 +549,11 @@ def _rapidata_factors(b: Batch) -> Factors:
     ux, uy = mx[point_image, column].to(dt), my[point_image, column].to(dt)
     sx = sy = sigma[annotator_image]
     A = annotator_image.shape[0]
-    # modes are searched where points interact, or where an impulse's mirror image across
-    # an edge is within the kernel's reach
-    needs = torch.bincount(point_annotator, minlength=A) >= 2
+    # an impulse's mirror image across an edge is within the kernel's reach
     r_pt = radius[point_image].to(dt)
     edge = (ux < r_pt) | (ux > W - 1 - r_pt) | (uy < r_pt) | (uy > H - 1 - r_pt)
     near_edge = torch.zeros(A, dtype=torch.int32, device=dev)
-    needs |= near_edge.index_add_(0, point_annotator, edge.int()) > 0
+    mirrored = near_edge.index_add_(0, point_annotator, edge.int()) > 0
     return Factors(
         gy,
         gx,
@@ -515,7 +564,9 @@ def _rapidata_factors(b: Batch) -> Factors:
         sy,
         (ux, -1.0 - ux, 2.0 * W - 1.0 - ux),
         (uy, -1.0 - uy, 2.0 * H - 1.0 - uy),
-        needs,
+        mirrored,
+        norm.square().reciprocal(),
+        radius.to(dt),
     )
 
 
@@ -542,15 +593,15 @@ def _normalise(
     first = torch.full((A,), n, dtype=torch.long, device=dev)
     first.scatter_reduce_(0, point_annotator, column, reduce="amin")
     slot = column - first[point_annotator]
-    pairs = [(gx_, gy_) for gx_ in f.mirrors_x for gy_ in f.mirrors_y]
-    mcx = torch.zeros((A, MAX_POINTS * len(pairs)), dtype=dt, device=dev)
-    mcy = torch.zeros_like(mcx)
-    valid = torch.zeros(mcx.shape, dtype=torch.bool, device=dev)
-    for q, (img_x, img_y) in enumerate(pairs):
-        mcx[point_annotator, MAX_POINTS * q + slot] = img_x
-        mcy[point_annotator, MAX_POINTS * q + slot] = img_y
-        valid[point_annotator, MAX_POINTS * q + slot] = True
-    # starts: the annotator's points (missing slots repeat the first) and their centroid
+    # each annotator's points (slot 0..count-1) and their images along each axis
+    ix = torch.zeros((A, MAX_POINTS, len(f.mirrors_x)), dtype=dt, device=dev)
+    iy = torch.zeros((A, MAX_POINTS, len(f.mirrors_y)), dtype=dt, device=dev)
+    ix[point_annotator, slot] = torch.stack(f.mirrors_x, 1)
+    iy[point_annotator, slot] = torch.stack(f.mirrors_y, 1)
+    valid = torch.zeros((A, MAX_POINTS), dtype=torch.bool, device=dev)
+    valid[point_annotator, slot] = True
+    # starts: the annotator's points (missing slots repeat the first) and their centroid,
+    # from which the climb, or the tile search's lower bound, begins
     lead = slot == 0
     st_x = torch.empty((A, MAX_POINTS + 1), dtype=dt, device=dev)
     st_y = torch.empty((A, MAX_POINTS + 1), dtype=dt, device=dev)
@@ -562,25 +613,25 @@ def _normalise(
     zeros = torch.zeros(A, dtype=dt, device=dev)
     st_x[:, MAX_POINTS] = zeros.index_add(0, point_annotator, f.ux) / cnt
     st_y[:, MAX_POINTS] = zeros.index_add(0, point_annotator, f.uy) / cnt
-    # The search uses untruncated Gaussians; the discrete climb in annotator_peaks then
-    # settles on the grid function.
-    # Gaussians at least SEPARATE sigma apart have one mode each, within a hair of their
-    # centre (4 sigma: a shift of ~0.001 sigma): the discrete climb from the centres' pixels
-    # finds those, so only annotators with a closer pair need the continuous ascent
-    dx = (mcx[:, :, None] - mcx[:, None, :]) / f.sx[:, None, None]
-    dy = (mcy[:, :, None] - mcy[:, None, :]) / f.sy[:, None, None]
+    # Points interact where their Gaussians are under SEPARATE sigma apart (a smooth map;
+    # farther, each has one mode, within a hair of its centre: 4 sigma, a shift of ~0.001
+    # sigma) or their truncated kernels overlap: those annotators, and those with a mirror
+    # image on the grid, go to the tile search below; the others climb from their points
+    dx = ix[:, :, None, 0] - ix[:, None, :, 0]
+    dy = iy[:, :, None, 0] - iy[:, None, :, 0]
     pair = valid[:, :, None] & valid[:, None, :]
     pair &= ~torch.eye(pair.shape[1], dtype=torch.bool, device=dev)
-    close = ((dx.square() + dy.square() < SEPARATE**2) & pair).any(dim=(1, 2))
-    sub = (f.needs_search & close).nonzero().squeeze(1)
+    if f.reach is None:
+        dx, dy = dx / f.sx[:, None, None], dy / f.sy[:, None, None]
+        pair &= dx.square_() + dy.square_() < SEPARATE**2
+    else:
+        span = 2 * f.reach[annotator_image][:, None, None]
+        pair &= (dx.abs_() <= span) & (dy.abs_() <= span)
+    close = pair.any(dim=(1, 2))
     # there the centroid is no mode (it may sit far from all of them): climb from the clicks
     apart = ~close
     st_x[apart, MAX_POINTS] = st_x[apart, 0]
     st_y[apart, MAX_POINTS] = st_y[apart, 0]
-    if sub.numel():
-        st_x[sub], st_y[sub] = gaussian_modes(
-            mcx[sub], mcy[sub], valid[sub], f.sx[sub], f.sy[sub], st_x[sub], st_y[sub]
-        )
     start_j = st_x.round().long().clamp_(0, W - 1)
     start_i = st_y.round().long().clamp_(0, H - 1)
     # relative scale of each point within its annotator's map (1 for the largest), folded
@@ -591,7 +642,40 @@ def _normalise(
     rel = torch.ones((B, n), dtype=dt, device=dev)
     rel[point_image, column] = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
     f.gy.mul_(rel[:, None, :])
-    peak = annotator_peaks(f.gy, f.gx, annotator_image, first, count, start_i, start_j)
+    # Factors below sqrt(tiny) become 0, so that no product, in the search's small ones or
+    # in the GEMM, is subnormal: on x86 CPUs subnormal arithmetic is many times slower (a
+    # 512^2 batch took 2.3x as long with its Gaussian tails), and flush-to-zero modes do
+    # not reach the BLAS threads. A dropped factor is below 1.1e-19 (float32), so each
+    # point moves any pixel, and any maximum, by less.
+    tiny = torch.finfo(dt).tiny ** 0.5
+    torch.nn.functional.threshold_(f.gy, tiny, 0.0)
+    torch.nn.functional.threshold_(f.gx, tiny, 0.0)
+    sure = (count >= 2) & (close | f.mirrored)
+    peak = annotator_peaks(f.gy, f.gx, annotator_image, first, count, start_i, start_j, ~sure)
+    # A climb reaches a discrete local maximum, and where clicks interact a sum of Gaussians
+    # on a grid can have several near one mode (a skewed flat ridge) or, truncated, a
+    # higher one across the edge of another click's kernel. There, instead of climbing, a
+    # branch and bound over tiles keeps every tile that may hold a pixel above the best
+    # start's value, and every pixel of those is evaluated. Apart (SEPARATE sigma, smooth
+    # maps), each bump is a separable Gaussian up to tails below e^-8, whose one discrete
+    # local maximum the climb from its own pixel finds.
+    cert = sure.nonzero().squeeze(1)
+    if cert.numel():
+        img = annotator_image[cert]
+        row, i0, j0, side = tile_candidates(
+            ix[cert],
+            iy[cert],
+            valid[cert],
+            f.term_scale[img] * (-log_ann[cert]).exp(),
+            f.sx[cert],
+            f.sy[cert],
+            None if f.reach is None else f.reach[img],
+            out_size,
+            peak[cert],
+        )
+        a = cert[row]
+        found = tile_maxima(f.gy, f.gx, annotator_image[a], first[a], count[a], i0, j0, side)
+        peak.scatter_reduce_(0, a, found, reduce="amax")
     factor = torch.where(peak > 0, annotator_scale.to(dt) / peak, 0)
     coeff = torch.zeros((B, n), dtype=dt, device=dev)
     coeff[point_image, column] = factor[point_annotator]
@@ -796,10 +880,7 @@ def splat_heatmaps(
     coeff = _normalise(
         f, point_image, column, n, point_annotator, annotator_image, annotator_scale, out_size
     )
-    # Factors below sqrt(tiny) become 0, so that no product in the GEMM is subnormal: on
-    # x86 CPUs subnormal arithmetic is many times slower (a 512^2 batch took 2.3x as long
-    # with its Gaussian tails), and flush-to-zero modes do not reach the BLAS threads. A
-    # dropped factor is below 1.1e-19 (float32), so each point moves any pixel by less.
+    # the coefficients scale the column factors: small ones are zeroed again (see _normalise)
     tiny = torch.finfo(f.gy.dtype).tiny ** 0.5
     gy = torch.nn.functional.threshold_(f.gy.mul_(coeff[:, None, :]), tiny, 0.0)
-    return torch.bmm(gy, torch.nn.functional.threshold_(f.gx, tiny, 0.0), out=out)
+    return torch.bmm(gy, f.gx, out=out)

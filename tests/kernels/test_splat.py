@@ -160,6 +160,55 @@ def test_annotator_peaks_on_merged_modes():
     assert float(peak[0]) == pytest.approx(float(full.max()), rel=1e-14)
 
 
+def test_peak_beyond_a_false_local_maximum_of_the_climb():
+    # three interacting clicks on a 300x225 image: a hill climb from their pixels or their
+    # modes stopped 2.8e-5 below the grid maximum (found by a 512^2 stress run)
+    pts = [(0.3618257939815521, 0.9323024749755859), (0.3924831748008728, 0.8409395813941956)]
+    pts.append((0.23040735721588135, 0.8519188761711121))
+    got = run_splat([(pts, 1.0)], 300, 225)
+    np.testing.assert_allclose(got, ref_default_map(pts, 300, 225), atol=1e-12)
+
+
+def test_published_peak_across_the_edge_of_another_kernel():
+    # rapidata-2025 kernels are truncated at 3 sigma: the maximum sits one row inside the
+    # first click's kernel (rows 328..482), next to the second click's pixel (327, 262),
+    # where a climb from the clicks' continuous mode stopped 0.24% low
+    W = H = 512
+    pixels = [(405, 247), (327, 262), (262, 284)]
+    pts = [((j + 0.5) / W, (i + 0.5) / H) for i, j in pixels]
+    got = run_splat([(pts, 1.0)], W, H, preset="rapidata-2025")
+    ref = ref_published_filter([pts], W, H)
+    assert np.unravel_index(ref.argmax(), ref.shape) == (328, 262)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    centre=point,
+    offsets=st.lists(st.tuples(st.floats(-4, 4), st.floats(-4, 4)), min_size=1, max_size=2),
+    W=st.integers(200, 560),
+    H=st.integers(200, 560),
+    preset=st.sampled_from(["default", "rapidata-2025"]),
+)
+def test_interacting_clicks_at_full_size_match_the_references(centre, offsets, W, H, preset):
+    # clicks within 4 sigma of each other (merged and flat modes, truncation edges) at the
+    # sizes images come in, against the independent full-grid references
+    sigma = 0.05 * min(W, H)
+    pts = [centre] + [
+        (
+            min(max(centre[0] + dx * sigma / W, 0.0), 1.0),
+            min(max(centre[1] + dy * sigma / H, 0.0), 1.0),
+        )
+        for dx, dy in offsets
+    ]
+    got = run_splat([(pts, 1.0)], W, H, preset=preset)
+    if preset == "default":
+        ref = ref_default_map(pts, W, H)
+    else:
+        ref = ref_published_filter([pts], W, H)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     "W,H,out_hw", [(64, 48, None), (37, 91, None), (100, 80, (32, 40)), (60, 60, (128, 128))]
