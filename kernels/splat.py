@@ -317,7 +317,7 @@ def annotator_peaks(
 _BOUND_MARGIN = 1e-4
 #: side of the tiles whose every pixel is evaluated once the bound no longer drops them
 _DENSE_TILE = 32
-#: map values per chunk of ``tile_maxima`` (a quarter of a 1 MiB cache in float32)
+#: map values per chunk of ``tile_maxima`` on the CPU (1 MiB in float32, cache-sized)
 _TILE_CHUNK = 1 << 18
 
 
@@ -434,8 +434,9 @@ def tile_maxima(
     ys = gy.unfold(1, si, 1).unfold(2, K, 1)[batch, ii, start]  # (R, si, K)
     xs = gx.unfold(1, K, 1).unfold(2, sj, 1)[batch, start, jj]  # (R, K, sj)
     ys.mul_(valid[:, None, :])
-    # in chunks whose tiles stay in cache between the product and the maximum
-    step = max(1, _TILE_CHUNK // (si * sj))
+    # on the CPU in chunks whose tiles stay in cache between the product and the maximum
+    step = _TILE_CHUNK // (si * sj) if ys.device.type == "cpu" else ys.shape[0]
+    step = max(1, step)
     out = torch.empty(ys.shape[0], dtype=gy.dtype, device=gy.device)
     for k in range(0, ys.shape[0], step):
         torch.amax(torch.bmm(ys[k : k + step], xs[k : k + step]), (1, 2), out=out[k : k + step])
@@ -642,14 +643,12 @@ def _normalise(
     rel = torch.ones((B, n), dtype=dt, device=dev)
     rel[point_image, column] = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
     f.gy.mul_(rel[:, None, :])
-    # Factors below sqrt(tiny) become 0, so that no product, in the search's small ones or
-    # in the GEMM, is subnormal: on x86 CPUs subnormal arithmetic is many times slower (a
-    # 512^2 batch took 2.3x as long with its Gaussian tails), and flush-to-zero modes do
-    # not reach the BLAS threads. A dropped factor is below 1.1e-19 (float32), so each
-    # point moves any pixel, and any maximum, by less.
-    tiny = torch.finfo(dt).tiny ** 0.5
-    torch.nn.functional.threshold_(f.gy, tiny, 0.0)
-    torch.nn.functional.threshold_(f.gx, tiny, 0.0)
+    # Factors below sqrt(tiny) become 0, so that no product in the GEMM is subnormal: on
+    # x86 CPUs subnormal arithmetic is many times slower (a 512^2 batch took 2.3x as long
+    # with its Gaussian tails), and flush-to-zero modes do not reach the BLAS threads. A
+    # dropped factor is below 1.1e-19 (float32), so each point moves any pixel, and any
+    # maximum, by less. (The column factors are scaled, then zeroed, in splat_heatmaps.)
+    torch.nn.functional.threshold_(f.gx, torch.finfo(dt).tiny ** 0.5, 0.0)
     sure = (count >= 2) & (close | f.mirrored)
     peak = annotator_peaks(f.gy, f.gx, annotator_image, first, count, start_i, start_j, ~sure)
     # A climb reaches a discrete local maximum, and where clicks interact a sum of Gaussians
@@ -880,7 +879,7 @@ def splat_heatmaps(
     coeff = _normalise(
         f, point_image, column, n, point_annotator, annotator_image, annotator_scale, out_size
     )
-    # the coefficients scale the column factors: small ones are zeroed again (see _normalise)
+    # the coefficients scale the column factors, whose small values are then zeroed
     tiny = torch.finfo(f.gy.dtype).tiny ** 0.5
     gy = torch.nn.functional.threshold_(f.gy.mul_(coeff[:, None, :]), tiny, 0.0)
     return torch.bmm(gy, f.gx, out=out)
