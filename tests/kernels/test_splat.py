@@ -12,6 +12,8 @@ from rfengine.kernels import (
     gaussian_profiles,
     reflected_kernel_profiles,
     splat_heatmaps,
+    tile_candidates,
+    tile_maxima,
 )
 from scipy.ndimage import gaussian_filter1d
 
@@ -207,6 +209,73 @@ def test_interacting_clicks_at_full_size_match_the_references(centre, offsets, W
     else:
         ref = ref_published_filter([pts], W, H)
     np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+def _term_map(cy, cx, sigma, reach, H, W):
+    """Plain float64 map of one annotator: sum over points of (sum of its y images'
+    Gaussians) * (sum of its x images'), each 0 beyond ``reach`` pixels."""
+    i, j = np.arange(H)[:, None], np.arange(W)[None, :]
+    total = np.zeros((H, W))
+    for ys, xs in zip(cy, cx, strict=True):
+        py = sum(np.exp(-(((i - c) / sigma) ** 2) / 2) * (np.abs(i - c) <= reach) for c in ys)
+        px = sum(np.exp(-(((j - c) / sigma) ** 2) / 2) * (np.abs(j - c) <= reach) for c in xs)
+        total = total + py * px
+    return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pts=st.lists(st.tuples(coord, coord), min_size=2, max_size=3),
+    H=st.integers(4, 150),
+    W=st.integers(4, 150),
+    truncated=st.booleans(),
+    level=st.floats(0.5, 1.0),
+)
+def test_tile_search_keeps_every_pixel_above_the_lower_bound(pts, H, W, truncated, level):
+    # the branch and bound's invariant: every pixel whose value reaches `lower` lies in a
+    # returned tile, and tile_maxima is each tile's largest pixel (cut tiles included)
+    sigma = 0.05 * min(H, W) * 3  # wide enough that clicks interact on small grids
+    if truncated:  # the published method: pixel centres, mirror images, radius 3 sigma
+        reach = float(int(3 * sigma + 0.5))
+        cy = [[m, -1.0 - m, 2.0 * H - 1 - m] for m in (min(int(y * H), H - 1) for _, y in pts)]
+        cx = [[m, -1.0 - m, 2.0 * W - 1 - m] for m in (min(int(x * W), W - 1) for x, _ in pts)]
+    else:
+        reach = np.inf
+        cy = [[y * H - 0.5] for _, y in pts]
+        cx = [[x * W - 0.5] for x, _ in pts]
+    full = _term_map(cy, cx, sigma, reach, H, W)
+    lower = level * full.max()
+    t = lambda v: torch.tensor([v], dtype=torch.float64)  # noqa: E731
+    row, i0, j0, side = tile_candidates(
+        t(cx),
+        t(cy),
+        torch.ones((1, len(pts)), dtype=torch.bool),
+        t(1.0),
+        t(sigma),
+        t(sigma),
+        t(reach) if truncated else None,
+        (H, W),
+        t(lower),
+    )
+    covered = np.zeros((H, W), dtype=bool)
+    for a, b in zip(i0.tolist(), j0.tolist(), strict=True):
+        covered[a : a + side, b : b + side] = True
+    assert covered[full >= lower].all()
+    assert (row == 0).all()
+    # the factors whose product is that map: gy (1, H, n) and gx (1, n, W)
+    i, j = np.arange(H), np.arange(W)
+    prof = lambda k, cs: sum(  # noqa: E731
+        np.exp(-(((k - c) / sigma) ** 2) / 2) * (np.abs(k - c) <= reach) for c in cs
+    )
+    gy = torch.tensor(np.stack([prof(i, c) for c in cy], 1)[None])
+    gx = torch.tensor(np.stack([prof(j, c) for c in cx], 0)[None])
+    n = len(pts)
+    got = tile_maxima(
+        gy, gx, torch.zeros_like(i0), torch.zeros_like(i0), torch.full_like(i0, n), i0, j0, side
+    )
+    for k, (a, b) in enumerate(zip(i0.tolist(), j0.tolist(), strict=True)):
+        a, b = min(a, max(H - side, 0)), min(b, max(W - side, 0))  # cut tiles move inside
+        assert float(got[k]) == pytest.approx(full[a : a + side, b : b + side].max(), rel=1e-12)
 
 
 @pytest.mark.parametrize("device", DEVICES)
