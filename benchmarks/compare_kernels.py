@@ -3,18 +3,19 @@
     python benchmarks/compare_kernels.py [--rev HEAD] [--workloads 512-60 512-spread 512]
         [--images 64] [--repeats 9] [--json PATH]
 
-Both versions of ``kernels/splat.py`` run in one process on the same batches (the
-workloads of ``heatmaps.py``, one call per batch as the engine makes them at its default
-memory budget), alternating, so that the ratio is not moved by this machine's drift between
-runs (±15-25%). Reported per workload and preset: the median ms/image of each and their
-ratio, and each version's time in its peak search (``heatmaps.search_breakdown``). Use it
-for a kernel change before re-running ``heatmaps.py``.
+Both versions of the splat kernel (``kernels/`` at the revision and in the working tree)
+run in one process on the same batches (the workloads of ``heatmaps.py``, one call per
+batch as the engine makes them at its default memory budget), alternating, so that the
+ratio is not moved by this machine's drift between runs (±15-25%). Reported per workload
+and preset: the median ms/image of each and their ratio, and each version's time in its
+peak search (``heatmaps.search_breakdown``). Use it for a kernel change before re-running
+``heatmaps.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -33,20 +34,33 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_revision(rev: str, folder: Path) -> ModuleType:
-    """``kernels/splat.py`` as it was at ``rev``, imported under another name."""
-    src = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:kernels/splat.py"],
+    """The ``splat`` module of ``kernels/`` as it was at ``rev``: the folder's files written
+    under ``folder`` as a package of another name, their imports of ``rfengine.kernels``
+    pointed into it (so that a revision's ``splat`` uses that revision's other modules)."""
+    names = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", rev, "kernels/"],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    path = folder / "splat_at_rev.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("splat_at_rev", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    ).stdout.split()
+    package = folder / "kernels_at_rev"
+    package.mkdir()
+    for name in names:
+        if name.endswith(".py"):
+            src = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{rev}:{name}"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            (package / Path(name).name).write_text(
+                src.replace("rfengine.kernels.", "kernels_at_rev.")
+            )
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("kernels_at_rev.splat")
+    finally:
+        sys.path.remove(str(folder))
 
 
 def timed(mod: ModuleType, batches: list[tuple], preset: str, images: int) -> float:

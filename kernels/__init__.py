@@ -1,23 +1,23 @@
 """rfengine.kernels: pure tensor functions (Gaussian splatting, segment reductions).
 
+``profiles`` (one axis's Gaussian factors) -> ``peaks`` (each annotator's grid maximum) ->
+``splat`` (the batched product of max-normalised maps); ``segment`` for the ratings and
+words.
+
 No I/O and no configuration here; results stay on the inputs' device.
 """
 
-from rfengine.kernels.segment import concat_ranges, segment_sum, weighted_moments
-from rfengine.kernels.splat import (
+from rfengine.kernels.peaks import annotator_peaks, tile_candidates, tile_maxima
+from rfengine.kernels.profiles import (
     MIN_EXPONENT,
     SIGMA_FRACTION,
-    Preset,
-    annotator_peaks,
     discrete_kernel_radius,
     gaussian_profiles,
-    pack_columns,
     reflected_kernel_profiles,
     sigma_px,
-    splat_heatmaps,
-    tile_candidates,
-    tile_maxima,
 )
+from rfengine.kernels.segment import concat_ranges, segment_sum, weighted_moments
+from rfengine.kernels.splat import Preset, pack_columns, splat_heatmaps
 
 __all__ = [
     "MIN_EXPONENT",

@@ -4,7 +4,9 @@ An annotator's map is a sum of <=3 isotropic Gaussians. Each Gaussian factorises
 column profile (over output rows) times a row profile (over output columns), so a whole
 image's heatmap is one product ``Gy @ diag(c) @ Gx`` with ``Gy: (H, n)``, ``Gx: (n, W)``
 and one coefficient per point. Images of one output size are batched with ``bmm``; images
-with fewer points are padded with zero-coefficient columns.
+with fewer points are padded with zero-coefficient columns. The profiles come from
+``kernels.profiles``, each annotator's grid maximum (its normalisation) from
+``kernels.peaks``.
 
 Everything here is a pure function of tensors: no I/O, no configuration, results on the
 inputs' device. Profiles are computed in the dtype of the coordinates (float32 in the
@@ -13,181 +15,28 @@ engine, float64 in tests).
 
 from __future__ import annotations
 
-import math
 from typing import Literal, NamedTuple
 
 import torch
+from rfengine.kernels.peaks import annotator_peaks, tile_candidates, tile_maxima
+from rfengine.kernels.profiles import (
+    MIN_EXPONENT,
+    Scratch,
+    discrete_kernel_radius,
+    discrete_kernel_sum,
+    gaussian_profiles,
+    reflected_kernel_profiles,
+    scratch_buffer,
+    sigma_px,
+)
 from torch import Tensor
 
 from rfengine.schema import MAX_POINTS
 
 Preset = Literal["default", "rapidata-2025"]
 
-#: exp() arguments are clamped here: torch's float32 exp is ~13x slower below about -87,
-#: and exp(-80) ~ 1.8e-35 is already far below float16 resolution.
-MIN_EXPONENT = -80.0
-
 #: Gaussians this many sigma apart or more need no tile search for their maximum (``_normalise``)
 SEPARATE = 4.0
-#: half-width of the window of the peak search's steps after the first
-_WINDOW = 2
-
-
-def _window_order(r: int, device: torch.device) -> Tensor:
-    """Flat indices into a row-major (2r+1)^2 window, the centre first (so that a tie keeps
-    the current pixel and the climb stops), then the others in row-major order."""
-    w = 2 * r + 1
-    flat = torch.arange(w * w, device=device)
-    centre = r * w + r
-    return torch.cat([flat[centre : centre + 1], flat[flat != centre]])
-
-
-Scratch = dict[str, Tensor]
-
-
-def scratch_buffer(
-    scratch: Scratch | None,
-    name: str,
-    shape: tuple[int, ...],
-    like: Tensor,
-    dtype: torch.dtype | None = None,
-) -> Tensor:
-    """An uninitialised ``shape`` tensor from ``scratch`` (grown as needed), else a new one.
-
-    Large fresh allocations cost page faults comparable to the splat itself on the CPU; a
-    caller that passes the same dict for every batch reuses the memory.
-    """
-    dtype = dtype or like.dtype
-    n = math.prod(shape)
-    if scratch is None:
-        return torch.empty(shape, dtype=dtype, device=like.device)
-    buf = scratch.get(name)
-    if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != like.device:
-        buf = scratch[name] = torch.empty(n, dtype=dtype, device=like.device)
-    return buf[:n].view(shape)
-
-
-#: the Gaussian's standard deviation as a fraction of the image's smaller side
-SIGMA_FRACTION = 0.05
-
-
-def sigma_px(width: Tensor, height: Tensor) -> Tensor:
-    """Gaussian standard deviation in native pixels: 5% of the image's smaller side."""
-    return SIGMA_FRACTION * torch.minimum(width, height)
-
-
-def gaussian_profiles(
-    coord: Tensor,
-    extent: Tensor,
-    size: int,
-    sigma: Tensor,
-    *,
-    transposed: bool = False,
-    out: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Continuous Gaussian of each point along one axis, sampled at output pixel centres.
-
-    Each profile is returned divided by its own maximum over the grid, with the log of that
-    maximum alongside: ``exp(-d^2 / (2 sigma^2)) = profile * exp(log_peak)``. Clamping the
-    exponent (``MIN_EXPONENT``) relative to the profile's own peak keeps every value exact to
-    ``exp(MIN_EXPONENT)`` of the peak, even where a click is far from every pixel centre.
-
-    Args:
-        coord: ``(B, n)`` point coordinates as fractions of the image side, in [0, 1].
-        extent: ``(B,)`` native length of that side in pixels.
-        size: number of output pixels along the axis.
-        sigma: ``(B,)`` standard deviation in native pixels.
-
-        transposed: return the profiles as ``(B, size, n)`` (the left factor of a product).
-        out: optional tensor of the result's shape to compute in.
-
-    Returns:
-        ``(profile (B, n, size), log_peak (B, n))``, where ``d`` is the native-pixel distance
-        from the point to the centre ``(k + 0.5) / size`` of output pixel ``k``.
-    """
-    dt, dev = coord.dtype, coord.device
-    centres = (torch.arange(size, dtype=dt, device=dev) + 0.5) / size
-    scale = (-0.5 * (extent.to(dt) / sigma.to(dt)) ** 2)[:, None]  # per fraction^2
-    # the grid peak is at the pixel centre nearest the point: its exponent in closed form
-    nearest = ((coord * size).floor().clamp_(0, size - 1) + 0.5) / size
-    log_peak = (nearest - coord).square_().mul_(scale)
-    if transposed:
-        e = torch.sub(centres[None, :, None], coord[:, None, :], out=out)
-        e.square_().mul_(scale[..., None]).sub_(log_peak[:, None, :])
-    else:
-        e = torch.sub(centres[None, None, :], coord[:, :, None], out=out)
-        e.square_().mul_(scale[..., None]).sub_(log_peak[..., None])
-    return e.clamp_(min=MIN_EXPONENT).exp_(), log_peak
-
-
-def discrete_kernel_radius(sigma: Tensor, truncate: float = 3.0) -> Tensor:
-    """scipy.ndimage's kernel radius ``int(truncate * sigma + 0.5)`` (long tensor)."""
-    return (truncate * sigma + 0.5).floor().long()
-
-
-def discrete_kernel_sum(sigma: Tensor, radius: Tensor) -> Tensor:
-    """``(B,)`` sum of the taps ``exp(-t^2 / (2 sigma^2))``, ``|t| <= radius``: the discrete
-    Gaussian kernel's normalisation (in ``sigma``'s dtype)."""
-    r = int(radius.max()) if radius.numel() else 0
-    taps = torch.arange(-r, r + 1, device=sigma.device, dtype=sigma.dtype)
-    inv = (-0.5 / sigma**2)[:, None]
-    kernel = (taps.square() * inv).exp_().masked_fill_(taps.abs() > radius[:, None], 0)
-    return kernel.sum(-1)
-
-
-def reflected_kernel_profiles(
-    pixel: Tensor,
-    size: int,
-    sigma: Tensor,
-    radius: Tensor,
-    *,
-    transposed: bool = False,
-    out: Tensor | None = None,
-    scratch: Scratch | None = None,
-) -> Tensor:
-    """Response of a 1-D discrete Gaussian filter to a unit impulse, with reflect boundaries.
-
-    Reproduces ``scipy.ndimage.gaussian_filter1d(e_m, sigma, truncate=3, mode="reflect")``
-    for the impulse ``e_m`` at each pixel ``m``: a kernel of radius ``r`` normalised to sum
-    one, with the signal mirrored about the edges (``d c b a | a b c d | d c b a``).
-
-    Args:
-        pixel: ``(B, n)`` integer impulse positions in ``[0, size)``.
-        size: signal length in pixels.
-        sigma: ``(B,)`` kernel standard deviation in pixels (float dtype sets the result's).
-        radius: ``(B,)`` kernel radius in pixels; must be ``< size`` (one reflection a side).
-        transposed: return ``(B, size, n)`` instead (the left factor of a product).
-        out: optional tensor of the result's shape to write into.
-        scratch: optional dict of reusable buffers for temporaries (see ``scratch_buffer``).
-
-    Returns:
-        ``(B, n, size)`` filter responses.
-    """
-    dt, dev = sigma.dtype, sigma.device
-    if bool((radius >= size).any()):
-        raise ValueError(f"kernel radius must be below the signal length {size}, got {radius}")
-    r = radius.to(dt)[:, None, None]
-    inv = (-0.5 / sigma**2)[:, None, None]
-    norm = discrete_kernel_sum(sigma, radius)[:, None, None]  # the kernel sums to one
-    B, n = pixel.shape
-    if transposed:
-        i = torch.arange(size, device=dev, dtype=dt)[None, :, None]
-        m = pixel.to(dt)[:, None, :]
-        shape: tuple[int, ...] = (B, size, n)
-    else:
-        i = torch.arange(size, device=dev, dtype=dt)[None, None, :]
-        m = pixel.to(dt)[:, :, None]
-        shape = (B, n, size)
-    out = torch.zeros(shape, dtype=dt, device=dev) if out is None else out.zero_()
-    t = scratch_buffer(scratch, "reflect_t", shape, sigma)
-    near = scratch_buffer(scratch, "reflect_mask", shape, sigma, torch.bool)
-    # the impulse itself, its mirror below 0 (at -1-m) and its mirror above size-1 (2*size-1-m)
-    for src in (m, -1.0 - m, 2.0 * size - 1.0 - m):
-        torch.sub(src, i, out=t).abs_()
-        torch.le(t, r, out=near)
-        # taps beyond the radius are masked; clamping first avoids exp's slow path
-        out.add_(t.square_().mul_(inv).clamp_(min=MIN_EXPONENT).exp_().mul_(near))
-    return out.div_(norm)
 
 
 def pack_columns(point_image: Tensor, n_images: int) -> tuple[Tensor, int]:
@@ -204,243 +53,6 @@ def pack_columns(point_image: Tensor, n_images: int) -> tuple[Tensor, int]:
     starts = torch.cumsum(counts, 0) - counts
     column = torch.arange(point_image.numel(), device=point_image.device) - starts[point_image]
     return column, int(counts.max()) if counts.numel() else 0
-
-
-def annotator_peaks(
-    gy: Tensor,
-    gx: Tensor,
-    batch: Tensor,
-    first: Tensor,
-    count: Tensor,
-    start_i: Tensor,
-    start_j: Tensor,
-    climb: Tensor | None = None,
-) -> Tensor:
-    """Maximum over the output grid of each annotator's map, without forming the map.
-
-    The map of annotator ``a`` is ``sum_t gy[b, :, first + t] (x) gx[b, first + t, :]`` for
-    ``t < count``. One click's map is separable, so its maximum is exactly
-    ``max(gy column) * max(gx row)``. For 2-3 clicks, a vectorised hill climb from each
-    start pixel (the annotator's click pixels) moves to the best of the 8 neighbours
-    first, then to the best of a 5x5 window (fewer steps for the rare start far from its
-    maximum), until no move improves: a discrete local maximum. The largest value reached
-    is returned: the grid maximum where the annotator's Gaussians are apart (each bump has
-    one discrete local maximum, next to its click), else a lower bound that
-    ``tile_candidates`` and ``tile_maxima`` then prove or beat.
-
-    Args:
-        gy: ``(B, H, n)`` column profiles; gx: ``(B, n, W)`` row profiles.
-        batch: ``(A,)`` image index of each annotator; first: ``(A,)`` its first column;
-        count: ``(A,)`` its number of points (1..MAX_POINTS).
-        start_i, start_j: ``(A, S)`` start rows and columns.
-        climb: ``(A,)`` which annotators to climb (default all); the others get the largest
-            value at their starts (a lower bound for ``tile_candidates``).
-
-    Returns:
-        ``(A,)`` grid maxima, in ``gy``'s dtype.
-    """
-    _, H, n = gy.shape
-    W = gx.shape[2]
-    dev = gy.device
-    # one click: the separable maximum, exactly (the value the search would reach)
-    peaks = torch.zeros(count.shape, dtype=gy.dtype, device=dev)  # no clicks: 0
-    one = (count == 1).nonzero().squeeze(1)
-    b1, c1 = batch[one], first[one]
-    peaks[one] = gy[b1, :, c1].amax(1) * gx[b1, c1, :].amax(1)
-    multi = (count > 1).nonzero().squeeze(1)
-    if multi.numel() == 0:
-        return peaks
-    batch, first, count = batch[multi], first[multi], count[multi]
-    start_i, start_j = start_i[multi], start_j[multi]
-    t = torch.arange(MAX_POINTS, device=dev)
-    valid = (t[None, :] < count[:, None]).to(gy.dtype)  # (A, MAX_POINTS)
-    cols = (first[:, None] + t[None, :]).clamp_(max=n - 1)  # (A, MAX_POINTS)
-    # the first step looks at the 8 neighbours, the later ones at a 5x5 window
-    windows = [(r, _window_order(r, dev)) for r in (1, _WINDOW)]
-    S = start_i.shape[1]
-    # one row per distinct (annotator, start pixel): starts that converged to the same mode
-    # are climbed once; rows that stopped moving leave the loop
-    A_m = start_i.shape[0]
-    key = torch.arange(A_m, device=dev).repeat_interleave(S) * (H * W)
-    key = torch.unique(key + start_i.reshape(-1) * W + start_j.reshape(-1))
-    row_a = torch.div(key, H * W, rounding_mode="floor")
-    ci = torch.div(key % (H * W), W, rounding_mode="floor")
-    cj = key % W
-    active = torch.arange(ci.numel(), device=dev)
-    if climb is not None:
-        active = active[climb[multi][row_a]]
-
-    # per row: its image's offsets into the flat factors, its columns and their validity
-    gy_flat, gx_flat = gy.reshape(-1), gx.reshape(-1)  # contiguous buffers: views
-    row_b, row_c = batch[row_a], cols[row_a]
-    row_y = (row_b * (H * n))[:, None] + row_c  # + i * n: gy[b, i, c]
-    row_x = (row_b * (n * W))[:, None] + row_c * W  # + j: gx[b, c, j]
-    row_v = valid[row_a]
-
-    def value_rows(rows: Tensor, i: Tensor, j: Tensor) -> Tensor:  # (R,), (R,) -> (R,)
-        gyv = gy_flat.take(row_y[rows] + (i * n)[:, None])  # (R, K)
-        gxv = gx_flat.take(row_x[rows] + j[:, None])
-        return (gyv * gxv * row_v[rows]).sum(-1)
-
-    def window(rows: Tensor, i: Tensor, j: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The map on the (2r+1)^2 window around each row's pixel (clamped at the edges):
-        its (2r+1) rows' and columns' profiles gathered once (flat ``take``), the window
-        their product. Returns values (R, (2r+1)^2) in row-major order and the rows' and
-        columns' pixel indices, each (R, 2r+1)."""
-        off = torch.arange(-r, r + 1, device=dev)
-        wi = (i[:, None] + off).clamp_(0, H - 1)
-        wj = (j[:, None] + off).clamp_(0, W - 1)
-        ys = gy_flat.take(row_y[rows][:, None, :] + (wi * n)[:, :, None])  # (R, 2r+1, K)
-        xs = gx_flat.take(row_x[rows][:, :, None] + wj[:, None, :])  # (R, K, 2r+1)
-        return torch.bmm(ys * row_v[rows][:, None, :], xs).flatten(1), wi, wj
-
-    for step in range(H + W if active.numel() else 0):
-        r, order = windows[min(step, 1)]
-        vals, wi, wj = window(active, ci[active], cj[active], r)
-        best = order[vals[:, order].argmax(-1)]  # flat index in the window, centre first
-        ni = wi.gather(1, torch.div(best, 2 * r + 1, rounding_mode="floor")[:, None])
-        nj = wj.gather(1, (best % (2 * r + 1))[:, None])
-        ni, nj = ni.squeeze(1), nj.squeeze(1)
-        moved = (ni != ci[active]) | (nj != cj[active])
-        ci[active], cj[active] = ni, nj
-        active = active[moved]
-        if active.numel() == 0:
-            break
-    found = value_rows(torch.arange(ci.numel(), device=dev), ci, cj)
-    best = torch.zeros(A_m, dtype=gy.dtype, device=dev)
-    best.scatter_reduce_(0, row_a, found, reduce="amax")
-    return peaks.index_copy(0, multi, best)
-
-
-#: a tile is dropped when its upper bound, raised by this relative margin (far above the
-#: bound's rounding error in float32), is below the best value found
-_BOUND_MARGIN = 1e-4
-#: side of the tiles whose every pixel is evaluated once the bound no longer drops them
-_DENSE_TILE = 32
-#: map values per chunk of ``tile_maxima`` on the CPU (1 MiB in float32, cache-sized)
-_TILE_CHUNK = 1 << 18
-
-
-def _axis_maxima(c: Tensor, lo: Tensor, hi: Tensor, inv_sigma: Tensor, reach: Tensor | None):
-    """``(R, K)`` upper bound over the pixels ``lo..hi`` of each point's 1-D profile, the sum
-    over its images ``c (R, K, M)`` of ``exp(-((k - c) * inv_sigma)^2 / 2)`` (0 beyond
-    ``reach``): each image's own maximum, at the pixel of the range nearest its centre."""
-    d = c.round().clamp_(lo[:, None, None], hi[:, None, None]).sub_(c)
-    e = (d * inv_sigma[:, None, None]).square_().mul_(-0.5).clamp_(min=MIN_EXPONENT).exp_()
-    if reach is not None:
-        e.masked_fill_(d.abs_() > reach[:, None, None], 0)
-    return e.sum(2)
-
-
-def tile_candidates(
-    cx: Tensor,
-    cy: Tensor,
-    valid: Tensor,
-    weight: Tensor,
-    sx: Tensor,
-    sy: Tensor,
-    reach: Tensor | None,
-    size: tuple[int, int],
-    lower: Tensor,
-    tile: int = _DENSE_TILE,
-) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Tiles of the grid that can hold a pixel above ``lower`` in an annotator's map.
-
-    The map is ``weight * sum_k X_k(j) Y_k(i)`` over the annotator's points ``k``, each
-    profile a sum over the point's images (a point and, for the published method's reflect
-    boundaries, its mirror images) of ``exp(-((j - cx) / sx)^2 / 2)``, 0 where ``|j - cx|``
-    exceeds ``reach`` (its truncated kernel). Branch and bound over square tiles (a quarter
-    of the grid's padded side first, halved down to ``tile``): a tile is dropped when
-    ``weight * sum_k max X_k * max Y_k`` over its columns and rows (each image's maximum at
-    the pixel nearest its centre) is below ``lower``. Every pixel above ``lower`` lies in a
-    returned tile, so the largest of ``lower`` and the tiles' maxima is the grid maximum.
-
-    Args:
-        cx: ``(A, K, Mx)``, cy: ``(A, K, My)`` image centres in output-pixel index units;
-            valid: ``(A, K)`` which points exist; weight, sx, sy: ``(A,)`` the map's factor
-            and widths; reach: ``(A,)`` truncation radius in pixels, or None (none);
-            size: ``(H, W)``; lower: ``(A,)`` a value each map reaches on the grid;
-            tile: the returned tiles' side (a power of 2).
-
-    Returns:
-        ``(row, i0, j0, side)``: the tiles' annotator rows and top-left pixels, each
-        ``(C,)``, and their side (tiles at the grid's edge are cut by it).
-    """
-    H, W = size
-    dev = cx.device
-    A = cx.shape[0]
-    s = max(1, (1 << max(H - 1, W - 1, 1).bit_length()) // 4)
-    ti = torch.arange(0, H, s, device=dev)
-    tj = torch.arange(0, W, s, device=dev)
-    nt = ti.numel() * tj.numel()
-    row = torch.arange(A, device=dev).repeat_interleave(nt)
-    i0 = ti.repeat_interleave(tj.numel()).repeat(A)
-    j0 = tj.repeat(ti.numel() * A)
-    inv_x, inv_y = 1 / sx, 1 / sy
-    threshold = lower / weight / (1 + _BOUND_MARGIN)
-    keep_points = valid.to(cx.dtype)
-    while True:
-        i1 = (i0 + s).clamp_(max=H) - 1  # last pixel, inclusive
-        j1 = (j0 + s).clamp_(max=W) - 1
-        rr = None if reach is None else reach[row]
-        ey = _axis_maxima(cy[row], i0, i1, inv_y[row], rr)
-        ex = _axis_maxima(cx[row], j0, j1, inv_x[row], rr)
-        bound = ey.mul_(ex).mul_(keep_points[row]).sum(1)
-        keep = (bound >= threshold[row]).nonzero().squeeze(1)
-        row, i0, j0 = row[keep], i0[keep], j0[keep]
-        if s <= tile or row.numel() == 0:
-            return row, i0, j0, s
-        # split each tile into its (up to) four halves inside the grid
-        s //= 2
-        di = torch.tensor([0, 0, s, s], device=dev)
-        dj = torch.tensor([0, s, 0, s], device=dev)
-        row = row.repeat_interleave(4)
-        i0 = i0.repeat_interleave(4) + di.repeat(keep.numel())
-        j0 = j0.repeat_interleave(4) + dj.repeat(keep.numel())
-        inside_grid = ((i0 < H) & (j0 < W)).nonzero().squeeze(1)
-        row, i0, j0 = row[inside_grid], i0[inside_grid], j0[inside_grid]
-
-
-def tile_maxima(
-    gy: Tensor,
-    gx: Tensor,
-    batch: Tensor,
-    first: Tensor,
-    count: Tensor,
-    i0: Tensor,
-    j0: Tensor,
-    side: int,
-) -> Tensor:
-    """``(R,)`` maximum of each row's annotator map over the ``side x side`` tile at
-    ``(i0, j0)``, every pixel evaluated from the factors: the tile's row profiles times its
-    column profiles, in batched products. A tile cut by the grid's edge is moved inside it
-    (the extra pixels are the same map's), so the maximum is over at least its pixels.
-
-    Args:
-        gy: ``(B, H, n)``; gx: ``(B, n, W)``; batch, first, count: ``(R,)`` each row's
-            image, first column and number of columns; i0, j0: ``(R,)`` tile corners.
-    """
-    _, H, n = gy.shape
-    W = gx.shape[2]
-    K = min(MAX_POINTS, n)
-    si, sj = min(side, H), min(side, W)
-    # each row's window of K consecutive columns, starting early where its points end
-    # the image's columns; then the pixels' profiles from zero-copy sliding views
-    start = first.clamp(max=n - K)
-    t = start[:, None] + torch.arange(K, device=gy.device)
-    valid = ((t >= first[:, None]) & (t < (first + count)[:, None])).to(gy.dtype)
-    ii = i0.clamp(max=H - si)
-    jj = j0.clamp(max=W - sj)
-    ys = gy.unfold(1, si, 1).unfold(2, K, 1)[batch, ii, start]  # (R, si, K)
-    xs = gx.unfold(1, K, 1).unfold(2, sj, 1)[batch, start, jj]  # (R, K, sj)
-    ys.mul_(valid[:, None, :])
-    # on the CPU in chunks whose tiles stay in cache between the product and the maximum
-    step = _TILE_CHUNK // (si * sj) if ys.device.type == "cpu" else ys.shape[0]
-    step = max(1, step)
-    out = torch.empty(ys.shape[0], dtype=gy.dtype, device=gy.device)
-    for k in range(0, ys.shape[0], step):
-        torch.amax(torch.bmm(ys[k : k + step], xs[k : k + step]), (1, 2), out=out[k : k + step])
-    return out
 
 
 class Factors(NamedTuple):
