@@ -20,7 +20,7 @@ from rfengine.ingest import Images, ReadStats, Responses
 from rfengine.kernels import Preset, concat_ranges, segment_sum, splat_heatmaps, weighted_moments
 from rfengine.options import AggregateOptions
 from rfengine.reliability import pair_counts
-from rfengine.result import AggregationResult, Scores, WordScores
+from rfengine.result import AggregationResult, Heatmaps, Scores, WordScores
 from rfengine.schema import CRITERIA, POINT_TASKS, Task, size_key, split_size_key
 
 
@@ -85,21 +85,16 @@ def aggregate_words(images: Images, r: Responses, device: torch.device) -> WordS
     return WordScores(values.cpu().numpy(), offsets, total.cpu().numpy(), count, wsq.cpu().numpy())
 
 
-def _chunks(
-    images: Images, present: np.ndarray, size: tuple[int, int] | None, budget: int
+def _size_groups(
+    images: Images, select: np.ndarray, size: tuple[int, int] | None
 ) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
-    """Images to splat, grouped by output size and split so one chunk's maps fit ``budget``."""
+    """The ``select``-ed images grouped by output size: ``((H, W), image indices)``."""
     oh = images.height if size is None else np.full(len(images), size[0])
     ow = images.width if size is None else np.full(len(images), size[1])
-    idx = np.flatnonzero(present)
+    idx = np.flatnonzero(select)
     keys = size_key(oh[idx], ow[idx])
     for key in np.unique(keys):
-        members = idx[keys == key]
-        h, w = split_size_key(key)
-        per_image = h * w * 4 * 2  # the float32 output and its cast copy
-        step = max(1, budget // per_image)
-        for s in range(0, len(members), step):
-            yield (h, w), members[s : s + step]
+        yield split_size_key(key), idx[keys == key]
 
 
 def aggregate_heatmaps(
@@ -113,8 +108,9 @@ def aggregate_heatmaps(
     dtype: torch.dtype,
     budget: int,
     progress: bool = False,
-) -> list[np.ndarray | None]:
-    """One heatmap kind for every image: ``(H, W)`` arrays, or None where not collected.
+) -> Heatmaps:
+    """One heatmap kind for every image: ``(H, W)`` arrays, or None where not collected; each
+    output size's maps in one block, cast into it chunk by chunk (see ``Heatmaps``).
 
     ``rapidata-2025`` as published: an image where an annotator of this kind clicked nothing
     is all NaN (the script's 0/0), and points are snapped to native pixels in float64 with
@@ -128,7 +124,8 @@ def aggregate_heatmaps(
     else:
         denom = np.bincount(resp_img, minlength=n).astype(np.float64)
     present = denom > 0
-    out: list[np.ndarray | None] = [None] * n
+    out = Heatmaps(n)
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
 
     # responses with points; Responses are sorted by image, so each image's are contiguous
     resp = np.flatnonzero(m)
@@ -139,17 +136,19 @@ def aggregate_heatmaps(
         present &= ~nan_maps
     resp, lens = resp[lens > 0], lens[lens > 0]
     bounds = np.searchsorted(r.image[resp], np.arange(n + 1))
-    # one output buffer, reused across the chunks of a size (chunks come grouped by size, so
-    # memory does not grow with the number of distinct sizes), and the kernel's work buffers
+    # one output buffer, reused across the chunks of a size (sizes come one after another,
+    # so memory does not grow with the number of distinct sizes), and the kernel's work
+    # buffers
     buf: torch.Tensor | None = None
     scratch: dict[str, torch.Tensor] = {}
-    bar = tqdm(
-        total=int(present.sum()),
-        desc=f"{task.heatmap_kind} heatmaps",
-        unit="img",
-        disable=not progress,
-    )
-    for (h, w), members in _chunks(images, present, size, budget):
+
+    def t(a: np.ndarray, dt: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)
+
+    def splat_chunk(dest: np.ndarray, members: np.ndarray, hw: tuple[int, int]) -> None:
+        """Splat ``members`` (images of one output size) and cast their maps into ``dest``."""
+        nonlocal buf
+        h, w = hw
         sel = concat_ranges(bounds[members], bounds[members + 1] - bounds[members])
         c_resp, c_lens = resp[sel], lens[sel]
         pts = r.points[concat_ranges(r.point_offsets[c_resp], c_lens)]
@@ -158,10 +157,6 @@ def aggregate_heatmaps(
             pts = rapidata_pixels(pts, np.repeat(w, len(pts)), np.repeat(h, len(pts)))
         weight = r.weight[c_resp] if preset == "default" else np.ones(len(c_resp))
         scale = weight / denom[r.image[c_resp]]
-
-        def t(a: np.ndarray, dt: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)
-
         if buf is None or buf.shape[1:] != (h, w) or buf.shape[0] < len(members):
             buf = None  # release the previous one first
             buf = torch.empty((len(members), h, w), device=device)
@@ -180,24 +175,34 @@ def aggregate_heatmaps(
             scratch=scratch,
             check=False,  # the ingest stage guarantees the kernel's preconditions
         )
-        # copy=True: on the CPU in float32 a plain .to() would return a view of the buffer
-        host = maps.to("cpu", dtype, copy=True).numpy()
-        for q, k in enumerate(members):
-            out[k] = host[q]
-        bar.update(len(members))
+        torch.from_numpy(dest).copy_(maps)  # to the host and the output dtype, in place
+
+    bar = tqdm(
+        total=int(present.sum()),
+        desc=f"{task.heatmap_kind} heatmaps",
+        unit="img",
+        disable=not progress,
+    )
+    for (h, w), group in _size_groups(images, present, size):
+        block = np.empty((len(group), h, w), dtype=np_dtype)
+        # one chunk's float32 output fits the budget (its cast goes straight into the block)
+        step = max(1, budget // (h * w * 4))
+        for s in range(0, len(group), step):
+            splat_chunk(block[s : s + step], group[s : s + step], (h, w))
+            bar.update(len(group[s : s + step]))
+        out.add(group, block)
     bar.close()
-    for k in np.flatnonzero(nan_maps):
-        h, w = size or (int(images.height[k]), int(images.width[k]))
-        out[k] = torch.full((h, w), torch.nan, dtype=dtype).numpy()
+    for (h, w), group in _size_groups(images, nan_maps, size):
+        out.add(group, np.full((len(group), h, w), np.nan, dtype=np_dtype))
     return out
 
 
 def splat_budget(options: AggregateOptions) -> int:
-    """Bytes for one splat call's buffers. On the CPU a quarter of the memory budget (the
-    float32 maps and their cast copy live in host memory, beside the partition's maps). On
-    CUDA they live on the GPU: a quarter of its free memory, so that a batch holds as many
-    images as fit (fewer, larger calls: the GPU path pays per call, not per image); the host
-    copy is the partition's maps, which the budget already counts."""
+    """Bytes for one splat call's float32 output. On the CPU a quarter of the memory budget
+    (it lives in host memory beside the partition's maps, into which each call's maps are
+    cast). On CUDA it lives on the GPU: a quarter of its free memory, so that a batch holds
+    as many images as fit (fewer, larger calls: the GPU path pays per call, not per image);
+    the host copy is the partition's maps, which the budget already counts."""
     if options.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(options.device)
         return max(options.memory_budget // 4, free // 4)
@@ -210,7 +215,7 @@ def all_heatmaps(
     options: AggregateOptions,
     dtype: torch.dtype,
     progress: bool = False,
-) -> dict[str, list[np.ndarray | None]]:
+) -> dict[str, Heatmaps]:
     """Every heatmap kind of ``images`` as ``options`` define them, in ``dtype``."""
     return {
         task.heatmap_kind: aggregate_heatmaps(

@@ -65,8 +65,10 @@ from rfengine.write.manifest import build_manifest, describe_input, run_fingerpr
 #: bytes of memory one response row costs while a partition is aggregated (Arrow columns,
 #: sort and numpy copies, annotator strings), measured with benchmarks/ingest.py
 ROW_BYTES = 1000
-#: copies of a partition's heatmaps alive at once (the maps, a cast, an Arrow slice, a shard),
-#: plus the previous partition's maps, which the writer thread is still writing
+#: copies of a partition's heatmaps alive at once, at most: the maps (the splat casts them
+#: into one block per size, ``result.Heatmaps``), an Arrow slice and a shard where rows are
+#: not consecutive in a block (else both are views), plus the previous partition's maps,
+#: which the writer thread is still writing
 HEAT_COPIES = 4
 #: rough bytes per JSONL or CSV row, to estimate a file's rows from its size
 TEXT_ROW_BYTES = 110

@@ -6,9 +6,10 @@ and neither imports the other through here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -141,6 +142,56 @@ class WordScores:
         return self.values[self.offsets[1:] - 1]
 
 
+class Heatmaps(Sequence["np.ndarray | None"]):
+    """One heatmap kind of ``n`` images: image k's ``(H, W)`` map, or None where it has none.
+
+    The maps live in contiguous ``(count, H, W)`` blocks, one per output size as the splat
+    fills them, so that a run of images of one size is a view of one block (``block``):
+    both output formats write it without gathering per-image arrays.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.blocks: list[np.ndarray] = []
+        self.block_of = np.full(n, -1, dtype=np.int64)  # -1: no map
+        self.index = np.zeros(n, dtype=np.int64)
+
+    def add(self, images: np.ndarray, maps: np.ndarray) -> None:
+        """Make ``maps (len(images), H, W)`` (a new block, not copied) the maps of
+        ``images``."""
+        self.block_of[images] = len(self.blocks)
+        self.index[images] = np.arange(len(images))
+        self.blocks.append(maps)
+
+    def __len__(self) -> int:
+        return len(self.block_of)
+
+    @overload
+    def __getitem__(self, k: int) -> np.ndarray | None: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[np.ndarray | None]: ...
+    def __getitem__(self, k: int | slice) -> np.ndarray | None | list[np.ndarray | None]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"image {k} out of range for {len(self)} images")
+        b = self.block_of[k]
+        return None if b < 0 else self.blocks[b][self.index[k]]
+
+    def present(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows),)`` which of ``rows`` have a map."""
+        return self.block_of[rows] >= 0
+
+    def block(self, rows: np.ndarray) -> np.ndarray | None:
+        """``(len(rows), H, W)`` maps of ``rows`` as a view of one block, when every one has
+        a map and they are consecutive in one block; else None."""
+        if len(rows) == 0:
+            return None
+        b, i = self.block_of[rows], self.index[rows]
+        if b[0] < 0 or (b != b[0]).any() or (np.diff(i) != 1).any():
+            return None
+        return self.blocks[b[0]][i[0] : i[-1] + 1]
+
+
 @dataclass
 class AggregationResult:
     """Everything one aggregation (or one partition of it) produced.
@@ -153,7 +204,7 @@ class AggregationResult:
     images: Images
     scores: dict[str, Scores]
     words: WordScores
-    heatmaps: dict[str, list[np.ndarray | None]]
+    heatmaps: dict[str, Heatmaps]
     options: AggregateOptions
     stats: ReadStats
     rejected: list[Rejection] = field(default_factory=list)
@@ -179,4 +230,4 @@ class AggregationResult:
         return self.scores[criterion].normalised(bounds)
 
 
-__all__ = ["AggregationResult", "Scores", "WordScores"]
+__all__ = ["AggregationResult", "Heatmaps", "Scores", "WordScores"]

@@ -16,7 +16,7 @@ from rfengine.schema import CRITERIA, HEATMAP_KINDS
 from rfengine.write.files import link_or_copy
 
 if TYPE_CHECKING:
-    from rfengine.result import AggregationResult
+    from rfengine.result import AggregationResult, Heatmaps
 
 
 #: the published dataset's columns in its order (Rapidata/text-2-image-Rich-Human-Feedback)
@@ -91,20 +91,27 @@ def _nullable(values: np.ndarray, null: np.ndarray, typ: pa.DataType) -> pa.Arra
     return pa.array(np.where(null, 0, values), type=typ, mask=null)
 
 
-def heatmap_column(maps: list[np.ndarray | None], typ: pa.DataType) -> pa.Array:
-    """Per-image ``(H, W)`` arrays (or None) as a list<list<typ>> Arrow column."""
-    present = [m for m in maps if m is not None]
-    values = (
-        np.concatenate([m.ravel() for m in present])
-        if present
-        else np.zeros(0, dtype=typ.to_pandas_dtype())
-    )
-    widths = np.concatenate([np.full(m.shape[0], m.shape[1]) for m in present]) if present else []
+def heatmap_column(maps: Heatmaps, rows: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """The ``(H, W)`` maps (or None) of ``rows`` as a list<list<typ>> Arrow column; rows
+    that lie consecutively in one of the splat's blocks are its bytes, not copied."""
+    block = maps.block(rows)
+    if block is not None:
+        values = block.reshape(-1)
+        heights = np.full(len(rows), block.shape[1])
+        widths = np.full(len(rows) * block.shape[1], block.shape[2])
+    else:
+        present = [m for m in (maps[k] for k in rows) if m is not None]
+        values = (
+            np.concatenate([m.ravel() for m in present])
+            if present
+            else np.zeros(0, dtype=typ.to_pandas_dtype())
+        )
+        widths = np.concatenate([np.full(m.shape[0], m.shape[1]) for m in present] or [[]])
+        heights = np.array([0 if maps[k] is None else maps[k].shape[0] for k in rows])
     inner_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
     inner = pa.ListArray.from_arrays(pa.array(inner_off), pa.array(values, type=typ))
-    rows = np.array([0 if m is None else m.shape[0] for m in maps], dtype=np.int64)
-    outer_off = np.concatenate([[0], np.cumsum(rows)]).astype(np.int32)
-    mask = pa.array([m is None for m in maps])
+    outer_off = np.concatenate([[0], np.cumsum(heights)]).astype(np.int32)
+    mask = pa.array(~maps.present(rows))
     return pa.ListArray.from_arrays(pa.array(outer_off), inner, mask=mask)
 
 
@@ -157,7 +164,9 @@ def build_table(
         norm = result.score_norm(c)[rows]
         cols[f"{c}_score_norm"] = _nullable(norm, np.isnan(norm), pa.float32())
     for kind in sorted(HEATMAP_KINDS) if opts.dataset_heatmaps else ():
-        cols[f"{kind}_heatmap"] = heatmap_column(result.heatmaps[kind][rows], opts.arrow_type)
+        cols[f"{kind}_heatmap"] = heatmap_column(
+            result.heatmaps[kind], np.arange(lo, hi), opts.arrow_type
+        )
     cols["image_id"] = pa.array(imgs.ids[rows], pa.string())
     words = result.words
     no_words = words.count[rows] == 0

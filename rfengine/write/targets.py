@@ -79,13 +79,18 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
         "row": torch.from_numpy(rows.astype(np.int64) + result.row_offset)
     }
     for kind in HEATMAP_KINDS:
-        maps = [result.heatmaps[kind][k] for k in rows]
-        stack = torch.zeros((len(rows), h, w), dtype=dt)
-        for q, m in enumerate(maps):
-            if m is not None:
-                stack[q] = torch.from_numpy(m)
-        t[f"{kind}_heatmap"] = stack
-        t[f"{kind}_mask"] = torch.tensor([m is not None for m in maps], dtype=torch.bool)
+        maps = result.heatmaps[kind]
+        # the rows' maps as they lie in the splat's block (no copy), else gathered, zeros
+        # where an image has none
+        stack = maps.block(rows)
+        if stack is None:
+            stack = np.zeros((len(rows), h, w), dtype=torch.empty(0, dtype=dt).numpy().dtype)
+            for q, k in enumerate(rows):
+                m = maps[k]
+                if m is not None:
+                    stack[q] = m
+        t[f"{kind}_heatmap"] = torch.from_numpy(stack)
+        t[f"{kind}_mask"] = torch.from_numpy(maps.present(rows))
     score = np.stack([result.scores[c].score[rows] for c in CRITERIA], 1)
     norm = np.stack([result.score_norm(c)[rows] for c in CRITERIA], 1)
     mask = ~np.isnan(score)
