@@ -125,7 +125,6 @@ def aggregate_heatmaps(
         denom = np.bincount(resp_img, minlength=n).astype(np.float64)
     present = denom > 0
     out = Heatmaps(n)
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
 
     # responses with points; Responses are sorted by image, so each image's are contiguous
     resp = np.flatnonzero(m)
@@ -184,7 +183,10 @@ def aggregate_heatmaps(
         disable=not progress,
     )
     for (h, w), group in _size_groups(images, present, size):
-        block = np.empty((len(group), h, w), dtype=np_dtype)
+        # from torch's allocator: numpy advises transparent huge pages for large arrays, and
+        # with the kernel's "madvise" defrag policy their first touch can stall on memory
+        # compaction (the splat stage took 2.4-2.9x as long on a 2,000-image campaign)
+        block = torch.empty((len(group), h, w), dtype=dtype).numpy()
         # one chunk's float32 output fits the budget (its cast goes straight into the block)
         step = max(1, budget // (h * w * 4))
         for s in range(0, len(group), step):
@@ -193,7 +195,7 @@ def aggregate_heatmaps(
         out.add(group, block)
     bar.close()
     for (h, w), group in _size_groups(images, nan_maps, size):
-        out.add(group, np.full((len(group), h, w), np.nan, dtype=np_dtype))
+        out.add(group, torch.full((len(group), h, w), torch.nan, dtype=dtype).numpy())
     return out
 
 

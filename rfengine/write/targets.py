@@ -84,7 +84,7 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
         # where an image has none
         stack = maps.block(rows)
         if stack is None:
-            stack = np.zeros((len(rows), h, w), dtype=torch.empty(0, dtype=dt).numpy().dtype)
+            stack = torch.zeros((len(rows), h, w), dtype=dt).numpy()  # (see aggregate_heatmaps)
             for q, k in enumerate(rows):
                 m = maps[k]
                 if m is not None:
