@@ -28,6 +28,31 @@ def _window_order(r: int, device: torch.device) -> Tensor:
     return torch.cat([flat[centre : centre + 1], flat[flat != centre]])
 
 
+def _columns(first: Tensor, count: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Each annotator's factor columns ``first + t`` for ``t < MAX_POINTS`` (clamped inside
+    the ``n`` columns) and which of them are its points, ``(R, MAX_POINTS)`` each."""
+    t = torch.arange(MAX_POINTS, device=first.device)
+    cols = (first[:, None] + t).clamp_(max=n - 1)
+    return cols, t < count[:, None]
+
+
+def _window_factors(
+    gy: Tensor, gx: Tensor, batch: Tensor, cols: Tensor, valid: Tensor, wi: Tensor, wj: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The factors of annotator maps on the rows ``wi (R, Si)`` x columns ``wj (R, Sj)`` of
+    their images, whose batched product is those maps: the rows' column profiles
+    ``(R, Si, K)`` (zero where ``valid`` drops a column of ``cols (R, K)``) and the
+    columns' row profiles ``(R, K, Sj)``, gathered with a flat ``take`` (``gy``, ``gx``
+    contiguous)."""
+    _, H, n = gy.shape
+    W = gx.shape[2]
+    oy = (batch * (H * n))[:, None] + cols  # + i * n: gy[b, i, c]
+    ox = (batch * (n * W))[:, None] + cols * W  # + j: gx[b, c, j]
+    ys = gy.reshape(-1).take(oy[:, None, :] + (wi * n)[:, :, None])
+    xs = gx.reshape(-1).take(ox[:, :, None] + wj[:, None, :])
+    return ys.mul_(valid.to(gy.dtype)[:, None, :]), xs
+
+
 def annotator_peaks(
     gy: Tensor,
     gx: Tensor,
@@ -74,14 +99,12 @@ def annotator_peaks(
         return peaks
     batch, first, count = batch[multi], first[multi], count[multi]
     start_i, start_j = start_i[multi], start_j[multi]
-    t = torch.arange(MAX_POINTS, device=dev)
-    valid = (t[None, :] < count[:, None]).to(gy.dtype)  # (A, MAX_POINTS)
-    cols = (first[:, None] + t[None, :]).clamp_(max=n - 1)  # (A, MAX_POINTS)
+    cols, valid = _columns(first, count, n)  # (A, MAX_POINTS) each
     # the first step looks at the 8 neighbours, the later ones at a 5x5 window
     windows = [(r, _window_order(r, dev)) for r in (1, _WINDOW)]
     S = start_i.shape[1]
-    # one row per distinct (annotator, start pixel): starts that converged to the same mode
-    # are climbed once; rows that stopped moving leave the loop
+    # one row per distinct (annotator, start pixel): a start that repeats another (a missing
+    # click repeats the first) is climbed once; rows that stopped moving leave the loop
     A_m = start_i.shape[0]
     key = torch.arange(A_m, device=dev).repeat_interleave(S) * (H * W)
     key = torch.unique(key + start_i.reshape(-1) * W + start_j.reshape(-1))
@@ -92,33 +115,16 @@ def annotator_peaks(
     if climb is not None:
         active = active[climb[multi][row_a]]
 
-    # per row: its image's offsets into the flat factors, its columns and their validity
-    gy_flat, gx_flat = gy.reshape(-1), gx.reshape(-1)  # contiguous buffers: views
-    row_b, row_c = batch[row_a], cols[row_a]
-    row_y = (row_b * (H * n))[:, None] + row_c  # + i * n: gy[b, i, c]
-    row_x = (row_b * (n * W))[:, None] + row_c * W  # + j: gx[b, c, j]
-    row_v = valid[row_a]
-
-    def value_rows(rows: Tensor, i: Tensor, j: Tensor) -> Tensor:  # (R,), (R,) -> (R,)
-        gyv = gy_flat.take(row_y[rows] + (i * n)[:, None])  # (R, K)
-        gxv = gx_flat.take(row_x[rows] + j[:, None])
-        return (gyv * gxv * row_v[rows]).sum(-1)
-
-    def window(rows: Tensor, i: Tensor, j: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The map on the (2r+1)^2 window around each row's pixel (clamped at the edges):
-        its (2r+1) rows' and columns' profiles gathered once (flat ``take``), the window
-        their product. Returns values (R, (2r+1)^2) in row-major order and the rows' and
-        columns' pixel indices, each (R, 2r+1)."""
-        off = torch.arange(-r, r + 1, device=dev)
-        wi = (i[:, None] + off).clamp_(0, H - 1)
-        wj = (j[:, None] + off).clamp_(0, W - 1)
-        ys = gy_flat.take(row_y[rows][:, None, :] + (wi * n)[:, :, None])  # (R, 2r+1, K)
-        xs = gx_flat.take(row_x[rows][:, :, None] + wj[:, None, :])  # (R, K, 2r+1)
-        return torch.bmm(ys * row_v[rows][:, None, :], xs).flatten(1), wi, wj
+    row_b, row_c, row_v = batch[row_a], cols[row_a], valid[row_a]
 
     for step in range(H + W if active.numel() else 0):
         r, order = windows[min(step, 1)]
-        vals, wi, wj = window(active, ci[active], cj[active], r)
+        # the map on the (2r+1)^2 window around each row's pixel, clamped at the edges
+        off = torch.arange(-r, r + 1, device=dev)
+        wi = (ci[active, None] + off).clamp_(0, H - 1)
+        wj = (cj[active, None] + off).clamp_(0, W - 1)
+        rows = (row_b[active], row_c[active], row_v[active])
+        vals = torch.bmm(*_window_factors(gy, gx, *rows, wi, wj)).flatten(1)
         best = order[vals[:, order].argmax(-1)]  # flat index in the window, centre first
         ni = wi.gather(1, torch.div(best, 2 * r + 1, rounding_mode="floor")[:, None])
         nj = wj.gather(1, (best % (2 * r + 1))[:, None])
@@ -128,7 +134,8 @@ def annotator_peaks(
         active = active[moved]
         if active.numel() == 0:
             break
-    found = value_rows(torch.arange(ci.numel(), device=dev), ci, cj)
+    found = torch.bmm(*_window_factors(gy, gx, row_b, row_c, row_v, ci[:, None], cj[:, None]))
+    found = found.flatten()
     best = torch.zeros(A_m, dtype=gy.dtype, device=dev)
     best.scatter_reduce_(0, row_a, found, reduce="amax")
     return peaks.index_copy(0, multi, best)
@@ -244,22 +251,16 @@ def tile_maxima(
     """
     _, H, n = gy.shape
     W = gx.shape[2]
-    K = min(MAX_POINTS, n)
     si, sj = min(side, H), min(side, W)
-    # each row's window of K consecutive columns, starting early where its points end
-    # the image's columns; then the pixels' profiles from zero-copy sliding views
-    start = first.clamp(max=n - K)
-    t = start[:, None] + torch.arange(K, device=gy.device)
-    valid = ((t >= first[:, None]) & (t < (first + count)[:, None])).to(gy.dtype)
-    ii = i0.clamp(max=H - si)
-    jj = j0.clamp(max=W - sj)
-    ys = gy.unfold(1, si, 1).unfold(2, K, 1)[batch, ii, start]  # (R, si, K)
-    xs = gx.unfold(1, K, 1).unfold(2, sj, 1)[batch, start, jj]  # (R, K, sj)
-    ys.mul_(valid[:, None, :])
+    cols, valid = _columns(first, count, n)
+    wi = i0.clamp(max=H - si)[:, None] + torch.arange(si, device=gy.device)
+    wj = j0.clamp(max=W - sj)[:, None] + torch.arange(sj, device=gy.device)
+    ys, xs = _window_factors(gy, gx, batch, cols, valid, wi, wj)
     # on the CPU in chunks whose tiles stay in cache between the product and the maximum
-    step = _TILE_CHUNK // (si * sj) if ys.device.type == "cpu" else ys.shape[0]
-    step = max(1, step)
-    out = torch.empty(ys.shape[0], dtype=gy.dtype, device=gy.device)
-    for k in range(0, ys.shape[0], step):
-        torch.amax(torch.bmm(ys[k : k + step], xs[k : k + step]), (1, 2), out=out[k : k + step])
+    R = batch.shape[0]
+    step = max(1, _TILE_CHUNK // (si * sj)) if gy.device.type == "cpu" else max(1, R)
+    out = torch.empty(R, dtype=gy.dtype, device=gy.device)
+    for k in range(0, R, step):
+        c = slice(k, k + step)
+        torch.amax(torch.bmm(ys[c], xs[c]), (1, 2), out=out[c])
     return out
