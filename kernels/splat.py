@@ -60,11 +60,12 @@ class Factors(NamedTuple):
 
     ``gy (B, H, n)`` and ``gx (B, n, W)`` are the column and row profiles of every point
     (``n`` = most points in an image), each divided by its own grid peak, whose log is
-    ``log_scale (B, n)``; ``ux, uy (P,)`` are the points in output-pixel index units (pixel
-    ``k``'s centre is at ``k``); ``sx, sy (A,)`` each annotator's Gaussian width in those
-    units; ``mirrors_x``, ``mirrors_y`` the centres whose sum is the map (a point and, for
-    the published method's reflect boundaries, its mirror images); ``mirrored (A,)``
-    marks annotators with a point whose mirror image reaches the grid. Each centre adds
+    ``log_scale (B, n)``; ``sx, sy (A,)`` are each annotator's Gaussian width in
+    output-pixel index units (pixel ``k``'s centre is at ``k``); ``mirrors_x``,
+    ``mirrors_y`` the centres whose sum is the map, each ``(P,)`` in those units: the
+    points first, then, for the published method's reflect boundaries, their mirror
+    images; ``mirrored (A,)`` marks annotators with a point whose mirror image reaches the
+    grid. Each centre adds
     ``term_scale * exp(-log_scale_max) * exp(-dx^2 / 2 sx^2 - dy^2 / 2 sy^2)`` to the map
     of ``gy @ gx`` (``log_scale_max``: the largest ``log_scale`` among the annotator's
     points, ``term_scale (B,)`` per image), 0 where ``|dx|`` or ``|dy|`` exceeds ``reach
@@ -74,8 +75,6 @@ class Factors(NamedTuple):
     gy: Tensor
     gx: Tensor
     log_scale: Tensor
-    ux: Tensor
-    uy: Tensor
     sx: Tensor
     sy: Tensor
     mirrors_x: tuple[Tensor, ...]
@@ -127,7 +126,7 @@ def _default_factors(b: Batch) -> Factors:
     none = torch.zeros(annotator_image.shape[0], dtype=torch.bool, device=dev)
     # each point's Gaussian = exp(log_x + log_y) gy (x) gx
     ones = torch.ones(B, dtype=dt, device=dev)
-    return Factors(gy, gx, log_x + log_y, ux, uy, sx, sy, (ux,), (uy,), none, ones, None)
+    return Factors(gy, gx, log_x + log_y, sx, sy, (ux,), (uy,), none, ones, None)
 
 
 def _rapidata_factors(b: Batch) -> Factors:
@@ -171,8 +170,6 @@ def _rapidata_factors(b: Batch) -> Factors:
         gy,
         gx,
         torch.zeros((B, n), dtype=dt, device=dev),
-        ux,
-        uy,
         sx,
         sy,
         (ux, -1.0 - ux, 2.0 * W - 1.0 - ux),
@@ -215,23 +212,16 @@ def _normalise(
     valid[point_annotator, slot] = True
     # starts: the annotator's points (missing slots repeat the first) and their centroid,
     # from which the climb, or the tile search's lower bound, begins
-    lead = slot == 0
-    st_x = torch.empty((A, MAX_POINTS + 1), dtype=dt, device=dev)
-    st_y = torch.empty((A, MAX_POINTS + 1), dtype=dt, device=dev)
-    st_x[point_annotator[lead]] = f.ux[lead, None]
-    st_y[point_annotator[lead]] = f.uy[lead, None]
-    st_x[point_annotator, slot] = f.ux
-    st_y[point_annotator, slot] = f.uy
-    cnt = count.to(dt)
-    zeros = torch.zeros(A, dtype=dt, device=dev)
-    st_x[:, MAX_POINTS] = zeros.index_add(0, point_annotator, f.ux) / cnt
-    st_y[:, MAX_POINTS] = zeros.index_add(0, point_annotator, f.uy) / cnt
+    px_, py_ = ix[..., 0], iy[..., 0]  # (A, MAX_POINTS): the points themselves
+    cnt = count.to(dt)[:, None]
+    st_x = torch.cat([torch.where(valid, px_, px_[:, :1]), (px_ * valid).sum(1, True) / cnt], 1)
+    st_y = torch.cat([torch.where(valid, py_, py_[:, :1]), (py_ * valid).sum(1, True) / cnt], 1)
     # Points interact where their Gaussians are under SEPARATE sigma apart (a smooth map;
     # farther, each has one mode, within a hair of its centre: 4 sigma, a shift of ~0.001
     # sigma) or their truncated kernels overlap: those annotators, and those with a mirror
     # image on the grid, go to the tile search below; the others climb from their points
-    dx = ix[:, :, None, 0] - ix[:, None, :, 0]
-    dy = iy[:, :, None, 0] - iy[:, None, :, 0]
+    dx = px_[:, :, None] - px_[:, None, :]
+    dy = py_[:, :, None] - py_[:, None, :]
     pair = valid[:, :, None] & valid[:, None, :]
     pair &= ~torch.eye(pair.shape[1], dtype=torch.bool, device=dev)
     if f.reach is None:
