@@ -185,7 +185,7 @@ def aggregate_heatmaps(
     for (h, w), group in _size_groups(images, present, size):
         # from torch's allocator: numpy advises transparent huge pages for large arrays, and
         # with the kernel's "madvise" defrag policy their first touch can stall on memory
-        # compaction (the splat stage took 2.4-2.9x as long on a 2,000-image campaign)
+        # compaction (benchmarks/results/README.md: 2.4-2.9x the splat stage's time)
         block = torch.empty((len(group), h, w), dtype=dtype).numpy()
         # one chunk's float32 output fits the budget (its cast goes straight into the block)
         step = max(1, budget // (h * w * 4))
