@@ -101,7 +101,9 @@ def annotator_peaks(
     start_i, start_j = start_i[multi], start_j[multi]
     cols, valid = _columns(first, count, n)  # (A, MAX_POINTS) each
     # the first step looks at the 8 neighbours, the later ones at a 5x5 window
-    windows = [(r, _window_order(r, dev)) for r in (1, _WINDOW)]
+    windows = [
+        (r, _window_order(r, dev), torch.arange(-r, r + 1, device=dev)) for r in (1, _WINDOW)
+    ]
     S = start_i.shape[1]
     # one row per distinct (annotator, start pixel): a start that repeats another (a missing
     # click repeats the first) is climbed once; rows that stopped moving leave the loop
@@ -118,9 +120,8 @@ def annotator_peaks(
     row_b, row_c, row_v = batch[row_a], cols[row_a], valid[row_a]
 
     for step in range(H + W if active.numel() else 0):
-        r, order = windows[min(step, 1)]
+        r, order, off = windows[min(step, 1)]
         # the map on the (2r+1)^2 window around each row's pixel, clamped at the edges
-        off = torch.arange(-r, r + 1, device=dev)
         wi = (ci[active, None] + off).clamp_(0, H - 1)
         wj = (cj[active, None] + off).clamp_(0, W - 1)
         rows = (row_b[active], row_c[active], row_v[active])
