@@ -19,15 +19,6 @@ from rfengine.schema import MAX_POINTS
 _WINDOW = 2
 
 
-def _window_order(r: int, device: torch.device) -> Tensor:
-    """Flat indices into a row-major (2r+1)^2 window, the centre first (so that a tie keeps
-    the current pixel and the climb stops), then the others in row-major order."""
-    w = 2 * r + 1
-    flat = torch.arange(w * w, device=device)
-    centre = r * w + r
-    return torch.cat([flat[centre : centre + 1], flat[flat != centre]])
-
-
 def _columns(first: Tensor, count: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Each annotator's factor columns ``first + t`` for ``t < MAX_POINTS`` (clamped inside
     the ``n`` columns) and which of them are its points, ``(R, MAX_POINTS)`` each."""
@@ -37,20 +28,24 @@ def _columns(first: Tensor, count: Tensor, n: int) -> tuple[Tensor, Tensor]:
 
 
 def _window_factors(
-    gy: Tensor, gx: Tensor, batch: Tensor, cols: Tensor, valid: Tensor, wi: Tensor, wj: Tensor
+    gy: Tensor,
+    gx: Tensor,
+    batch: Tensor,
+    cols: Tensor,
+    valid: Tensor,
+    i0: Tensor,
+    j0: Tensor,
+    size: tuple[int, int],
 ) -> tuple[Tensor, Tensor]:
-    """The factors of annotator maps on the rows ``wi (R, Si)`` x columns ``wj (R, Sj)`` of
-    their images, whose batched product is those maps: the rows' column profiles
-    ``(R, Si, K)`` (zero where ``valid`` drops a column of ``cols (R, K)``) and the
-    columns' row profiles ``(R, K, Sj)``, gathered with a flat ``take`` (``gy``, ``gx``
-    contiguous)."""
-    _, H, n = gy.shape
-    W = gx.shape[2]
-    oy = (batch * (H * n))[:, None] + cols  # + i * n: gy[b, i, c]
-    ox = (batch * (n * W))[:, None] + cols * W  # + j: gx[b, c, j]
-    ys = gy.reshape(-1).take(oy[:, None, :] + (wi * n)[:, :, None])
-    xs = gx.reshape(-1).take(ox[:, :, None] + wj[:, None, :])
-    return ys.mul_(valid.to(gy.dtype)[:, None, :]), xs
+    """The factors of annotator maps on ``size = (si, sj)`` windows of their images (top-left
+    pixels ``i0, j0 (R,)``, inside the grid), whose batched product is those maps: the
+    rows' column profiles ``(R, si, K)`` (zero where ``valid`` drops a column of
+    ``cols (R, K)``) and the columns' row profiles ``(R, K, sj)``. Each is one indexing of
+    a sliding-window view of the factor (no index tensor per value)."""
+    si, sj = size
+    ys = gy.unfold(1, si, 1)[batch[:, None], i0[:, None], cols]  # (R, K, si)
+    xs = gx.unfold(2, sj, 1)[batch[:, None], cols, j0[:, None]]  # (R, K, sj)
+    return ys.mul_(valid.to(gy.dtype)[:, :, None]).transpose(1, 2), xs
 
 
 def annotator_peaks(
@@ -100,10 +95,6 @@ def annotator_peaks(
     batch, first, count = batch[multi], first[multi], count[multi]
     start_i, start_j = start_i[multi], start_j[multi]
     cols, valid = _columns(first, count, n)  # (A, MAX_POINTS) each
-    # the first step looks at the 8 neighbours, the later ones at a 5x5 window
-    windows = [
-        (r, _window_order(r, dev), torch.arange(-r, r + 1, device=dev)) for r in (1, _WINDOW)
-    ]
     S = start_i.shape[1]
     # one row per distinct (annotator, start pixel): a start that repeats another (a missing
     # click repeats the first) is climbed once; rows that stopped moving leave the loop
@@ -113,32 +104,34 @@ def annotator_peaks(
     row_a = torch.div(key, H * W, rounding_mode="floor")
     ci = torch.div(key % (H * W), W, rounding_mode="floor")
     cj = key % W
+    row_b, row_c, row_v = batch[row_a], cols[row_a], valid[row_a]
+    value = torch.bmm(*_window_factors(gy, gx, row_b, row_c, row_v, ci, cj, (1, 1))).flatten()
     active = torch.arange(ci.numel(), device=dev)
     if climb is not None:
         active = active[climb[multi][row_a]]
 
-    row_b, row_c, row_v = batch[row_a], cols[row_a], valid[row_a]
-
     for step in range(H + W if active.numel() else 0):
-        r, order, off = windows[min(step, 1)]
-        # the map on the (2r+1)^2 window around each row's pixel, clamped at the edges
-        wi = (ci[active, None] + off).clamp_(0, H - 1)
-        wj = (cj[active, None] + off).clamp_(0, W - 1)
+        # the first step looks at the 8 neighbours, the later ones at a 5x5 window, moved
+        # inside the grid where it would cross an edge (it then holds more than those)
+        r = 1 if step == 0 else _WINDOW
+        si, sj = min(2 * r + 1, H), min(2 * r + 1, W)
+        i0 = (ci[active] - r).clamp_(0, H - si)
+        j0 = (cj[active] - r).clamp_(0, W - sj)
         rows = (row_b[active], row_c[active], row_v[active])
-        vals = torch.bmm(*_window_factors(gy, gx, *rows, wi, wj)).flatten(1)
-        best = order[vals[:, order].argmax(-1)]  # flat index in the window, centre first
-        ni = wi.gather(1, torch.div(best, 2 * r + 1, rounding_mode="floor")[:, None])
-        nj = wj.gather(1, (best % (2 * r + 1))[:, None])
-        ni, nj = ni.squeeze(1), nj.squeeze(1)
-        moved = (ni != ci[active]) | (nj != cj[active])
-        ci[active], cj[active] = ni, nj
-        active = active[moved]
+        vals = torch.bmm(*_window_factors(gy, gx, *rows, i0, j0, (si, sj))).flatten(1)
+        # move to the window's largest value (the first in row-major order) only where it
+        # beats the current pixel's, read from the same product: a tie stops the climb
+        here = vals.gather(1, ((ci[active] - i0) * sj + cj[active] - j0)[:, None]).squeeze(1)
+        top, best = vals.max(1)
+        moved = (top > here).nonzero().squeeze(1)
+        active, best = active[moved], best[moved]
+        ci[active] = i0[moved] + torch.div(best, sj, rounding_mode="floor")
+        cj[active] = j0[moved] + best % sj
+        value[active] = top[moved]
         if active.numel() == 0:
             break
-    found = torch.bmm(*_window_factors(gy, gx, row_b, row_c, row_v, ci[:, None], cj[:, None]))
-    found = found.flatten()
     best = torch.zeros(A_m, dtype=gy.dtype, device=dev)
-    best.scatter_reduce_(0, row_a, found, reduce="amax")
+    best.scatter_reduce_(0, row_a, value, reduce="amax")
     return peaks.index_copy(0, multi, best)
 
 
@@ -254,9 +247,8 @@ def tile_maxima(
     W = gx.shape[2]
     si, sj = min(side, H), min(side, W)
     cols, valid = _columns(first, count, n)
-    wi = i0.clamp(max=H - si)[:, None] + torch.arange(si, device=gy.device)
-    wj = j0.clamp(max=W - sj)[:, None] + torch.arange(sj, device=gy.device)
-    ys, xs = _window_factors(gy, gx, batch, cols, valid, wi, wj)
+    i0, j0 = i0.clamp(max=H - si), j0.clamp(max=W - sj)
+    ys, xs = _window_factors(gy, gx, batch, cols, valid, i0, j0, (si, sj))
     # on the CPU in chunks whose tiles stay in cache between the product and the maximum
     R = batch.shape[0]
     step = max(1, _TILE_CHUNK // (si * sj)) if gy.device.type == "cpu" else max(1, R)
