@@ -155,6 +155,19 @@ def _axis_maxima(c: Tensor, lo: Tensor, hi: Tensor, inv_sigma: Tensor, reach: Te
     return e.sum(2)
 
 
+def _centre_box(c: Tensor, valid: Tensor, reach: Tensor | None, size: int) -> tuple[Tensor, Tensor]:
+    """``(lo, hi)``, each ``(A,)``: the pixels from the floor of the smallest centre of
+    ``c (A, K, M)`` to the ceiling of the largest, inside ``[0, size)``, over the images of
+    valid points whose kernel reaches the grid (within ``reach`` of it; all if None)."""
+    ok = valid[:, :, None].expand_as(c)
+    if reach is not None:
+        r = reach[:, None, None]
+        ok = ok & (c >= -r) & (c <= (size - 1) + r)
+    lo = torch.where(ok, c, torch.inf).amin((1, 2)).floor_().clamp_(0, size - 1)
+    hi = torch.where(ok, c, -torch.inf).amax((1, 2)).ceil_().clamp_(0, size - 1)
+    return lo.long(), hi.long()
+
+
 def tile_candidates(
     cx: Tensor,
     cy: Tensor,
@@ -172,39 +185,51 @@ def tile_candidates(
     The map is ``weight * sum_k X_k(j) Y_k(i)`` over the annotator's points ``k``, each
     profile a sum over the point's images (a point and, for the published method's reflect
     boundaries, its mirror images) of ``exp(-((j - cx) / sx)^2 / 2)``, 0 where ``|j - cx|``
-    exceeds ``reach`` (its truncated kernel). Branch and bound over square tiles (a quarter
-    of the grid's padded side first, halved down to ``tile``): a tile is dropped when
-    ``weight * sum_k max X_k * max Y_k`` over its columns and rows (each image's maximum at
-    the pixel nearest its centre) is below ``lower``. Every pixel above ``lower`` lies in a
-    returned tile, so the largest of ``lower`` and the tiles' maxima is the grid maximum.
+    exceeds ``reach`` (its truncated kernel). Every term grows towards its centre along each
+    axis, so left of all centres (and right of them) the map grows towards them: its
+    maximum lies in the box from the floor of the smallest centre to the ceiling of the
+    largest, per axis (``_centre_box``; centres whose kernel misses the grid add nothing).
+    Branch and bound over square tiles of that box (from its corner, an eighth of the
+    grid's padded side first, each kept tile halved down to ``tile``): a tile is dropped
+    when ``weight * sum_k max X_k * max Y_k`` over its columns and rows in the box (each
+    image's maximum at the pixel nearest its centre) is below ``lower``. Every pixel of the
+    box above ``lower`` lies in a returned tile, so the largest of ``lower`` and the tiles'
+    maxima is the grid maximum.
 
     Args:
         cx: ``(A, K, Mx)``, cy: ``(A, K, My)`` image centres in output-pixel index units;
             valid: ``(A, K)`` which points exist; weight, sx, sy: ``(A,)`` the map's factor
             and widths; reach: ``(A,)`` truncation radius in pixels, or None (none);
             size: ``(H, W)``; lower: ``(A,)`` a value each map reaches on the grid;
-            tile: the returned tiles' side (a power of 2).
+            tile: the returned tiles' side.
 
     Returns:
         ``(row, i0, j0, side)``: the tiles' annotator rows and top-left pixels, each
-        ``(C,)``, and their side (tiles at the grid's edge are cut by it).
+        ``(C,)``, and their side ``tile`` (a tile may reach past the grid's edge).
     """
     H, W = size
     dev = cx.device
     A = cx.shape[0]
-    s = max(1, (1 << max(H - 1, W - 1, 1).bit_length()) // 4)
-    ti = torch.arange(0, H, s, device=dev)
-    tj = torch.arange(0, W, s, device=dev)
-    nt = ti.numel() * tj.numel()
-    row = torch.arange(A, device=dev).repeat_interleave(nt)
-    i0 = ti.repeat_interleave(tj.numel()).repeat(A)
-    j0 = tj.repeat(ti.numel() * A)
+    lo_i, hi_i = _centre_box(cy, valid, reach, H)
+    lo_j, hi_j = _centre_box(cx, valid, reach, W)
+    # the first tiles: every s x s tile of the box from its corner, s an eighth of the
+    # grid's padded side (at least twice ``tile``)
+    s = max(2 * tile, (1 << max(H - 1, W - 1, 1).bit_length()) // 8)
+    nti = torch.div(hi_i - lo_i, s, rounding_mode="floor") + 1
+    ntj = torch.div(hi_j - lo_j, s, rounding_mode="floor") + 1
+    count = nti * ntj
+    row = torch.arange(A, device=dev).repeat_interleave(count)
+    k = torch.arange(row.numel(), device=dev) - (count.cumsum(0) - count)[row]
+    i0 = lo_i[row] + torch.div(k, ntj[row], rounding_mode="floor") * s
+    j0 = lo_j[row] + (k % ntj[row]) * s
     inv_x, inv_y = 1 / sx, 1 / sy
     threshold = lower / weight / (1 + _BOUND_MARGIN)
     keep_points = valid.to(cx.dtype)
+    di, dj = torch.tensor([0, 0, 1, 1], device=dev), torch.tensor([0, 1, 0, 1], device=dev)
     while True:
-        i1 = (i0 + s).clamp_(max=H) - 1  # last pixel, inclusive
-        j1 = (j0 + s).clamp_(max=W) - 1
+        # each tile bounded over its part of the box (tiles start inside it)
+        i1 = torch.minimum(i0 + (s - 1), hi_i[row])  # last pixel, inclusive
+        j1 = torch.minimum(j0 + (s - 1), hi_j[row])
         rr = None if reach is None else reach[row]
         ey = _axis_maxima(cy[row], i0, i1, inv_y[row], rr)
         ex = _axis_maxima(cx[row], j0, j1, inv_x[row], rr)
@@ -213,15 +238,13 @@ def tile_candidates(
         row, i0, j0 = row[keep], i0[keep], j0[keep]
         if s <= tile or row.numel() == 0:
             return row, i0, j0, s
-        # split each tile into its (up to) four halves inside the grid
-        s //= 2
-        di = torch.tensor([0, 0, s, s], device=dev)
-        dj = torch.tensor([0, s, 0, s], device=dev)
+        # split each tile into its quarters that start inside the box
+        s = max(tile, s // 2)
         row = row.repeat_interleave(4)
-        i0 = i0.repeat_interleave(4) + di.repeat(keep.numel())
-        j0 = j0.repeat_interleave(4) + dj.repeat(keep.numel())
-        inside_grid = ((i0 < H) & (j0 < W)).nonzero().squeeze(1)
-        row, i0, j0 = row[inside_grid], i0[inside_grid], j0[inside_grid]
+        i0 = i0.repeat_interleave(4) + di.repeat(keep.numel()) * s
+        j0 = j0.repeat_interleave(4) + dj.repeat(keep.numel()) * s
+        inside = ((i0 <= hi_i[row]) & (j0 <= hi_j[row])).nonzero().squeeze(1)
+        row, i0, j0 = row[inside], i0[inside], j0[inside]
 
 
 def tile_maxima(

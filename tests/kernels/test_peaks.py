@@ -158,8 +158,10 @@ def _term_map(cy, cx, sigma, reach, H, W):
     level=st.floats(0.5, 1.0),
 )
 def test_tile_search_keeps_every_pixel_above_the_lower_bound(pts, H, W, truncated, level):
-    # the branch and bound's invariant: every pixel whose value reaches `lower` lies in a
-    # returned tile, and tile_maxima is each tile's largest pixel (cut tiles included)
+    # the branch and bound's invariants: the map's maximum lies in the box of the centres
+    # whose kernel reaches the grid, every pixel of that box whose value reaches `lower`
+    # lies in a returned tile, and tile_maxima is each tile's largest pixel (cut tiles
+    # included)
     sigma = 0.05 * min(H, W) * 3  # wide enough that clicks interact on small grids
     if truncated:  # the published method: pixel centres, mirror images, radius 3 sigma
         reach = float(int(3 * sigma + 0.5))
@@ -186,7 +188,16 @@ def test_tile_search_keeps_every_pixel_above_the_lower_bound(pts, H, W, truncate
     covered = np.zeros((H, W), dtype=bool)
     for a, b in zip(i0.tolist(), j0.tolist(), strict=True):
         covered[a : a + side, b : b + side] = True
-    assert covered[full >= lower].all()
+    box = np.zeros((H, W), dtype=bool)
+    near = lambda cs, n: [c for c in cs if -reach <= c <= n - 1 + reach]  # noqa: E731
+    ys = [c for cs in cy for c in near(cs, H)]
+    xs = [c for cs in cx for c in near(cs, W)]
+    box[
+        max(int(np.floor(min(ys))), 0) : int(np.ceil(max(ys))) + 1,
+        max(int(np.floor(min(xs))), 0) : int(np.ceil(max(xs))) + 1,
+    ] = True
+    assert full[box].max() == full.max()
+    assert covered[box & (full >= lower)].all()
     assert (row == 0).all()
     # the factors whose product is that map: gy (1, H, n) and gx (1, n, W)
     i, j = np.arange(H), np.arange(W)
