@@ -19,12 +19,16 @@ from rfengine.schema import MAX_POINTS
 _WINDOW = 2
 
 
-def _columns(first: Tensor, count: Tensor, n: int) -> tuple[Tensor, Tensor]:
+def _columns(
+    batch: Tensor, first: Tensor, count: Tensor, n: int, scale: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Each annotator's factor columns ``first + t`` for ``t < MAX_POINTS`` (clamped inside
-    the ``n`` columns) and which of them are its points, ``(R, MAX_POINTS)`` each."""
+    the ``n`` columns) and their weights in its map, ``(R, MAX_POINTS)`` each: the
+    column's ``scale[batch, column]`` (1 if None) for its points, 0 for the others."""
     t = torch.arange(MAX_POINTS, device=first.device)
     cols = (first[:, None] + t).clamp_(max=n - 1)
-    return cols, t < count[:, None]
+    weight = (t < count[:, None]).to(torch.float64 if scale is None else scale.dtype)
+    return cols, weight if scale is None else weight.mul_(scale[batch[:, None], cols])
 
 
 def _window_factors(
@@ -32,20 +36,20 @@ def _window_factors(
     gx: Tensor,
     batch: Tensor,
     cols: Tensor,
-    valid: Tensor,
+    weight: Tensor,
     i0: Tensor,
     j0: Tensor,
     size: tuple[int, int],
 ) -> tuple[Tensor, Tensor]:
     """The factors of annotator maps on ``size = (si, sj)`` windows of their images (top-left
     pixels ``i0, j0 (R,)``, inside the grid), whose batched product is those maps: the
-    rows' column profiles ``(R, si, K)`` (zero where ``valid`` drops a column of
-    ``cols (R, K)``) and the columns' row profiles ``(R, K, sj)``. Each is one indexing of
-    a sliding-window view of the factor (no index tensor per value)."""
+    rows' column profiles ``(R, si, K)``, times the ``weight (R, K)`` of each column of
+    ``cols (R, K)`` (``_columns``), and the columns' row profiles ``(R, K, sj)``. Each is
+    one indexing of a sliding-window view of the factor (no index tensor per value)."""
     si, sj = size
     ys = gy.unfold(1, si, 1)[batch[:, None], i0[:, None], cols]  # (R, K, si)
     xs = gx.unfold(2, sj, 1)[batch[:, None], cols, j0[:, None]]  # (R, K, sj)
-    return ys.mul_(valid.to(gy.dtype)[:, :, None]).transpose(1, 2), xs
+    return ys.mul_(weight.to(gy.dtype)[:, :, None]).transpose(1, 2), xs
 
 
 def annotator_peaks(
@@ -57,11 +61,13 @@ def annotator_peaks(
     start_i: Tensor,
     start_j: Tensor,
     climb: Tensor | None = None,
+    column_scale: Tensor | None = None,
 ) -> Tensor:
     """Maximum over the output grid of each annotator's map, without forming the map.
 
-    The map of annotator ``a`` is ``sum_t gy[b, :, first + t] (x) gx[b, first + t, :]`` for
-    ``t < count``. One click's map is separable, so its maximum is exactly
+    The map of annotator ``a`` is ``sum_t s_t gy[b, :, c_t] (x) gx[b, c_t, :]`` over its
+    columns ``c_t = first + t``, ``t < count``, each scaled by ``s_t = column_scale[b,
+    c_t]`` (1 if None). One click's map is separable, so its maximum is exactly
     ``max(gy column) * max(gx row)``. For 2-3 clicks, a vectorised hill climb from each
     start pixel (the annotator's click pixels) moves to the best of the 8 neighbours
     first, then to the best of a 5x5 window (fewer steps for the rare start far from its
@@ -77,6 +83,7 @@ def annotator_peaks(
         start_i, start_j: ``(A, S)`` start rows and columns.
         climb: ``(A,)`` which annotators to climb (default all); the others get the largest
             value at their starts (a lower bound for ``tile_candidates``).
+        column_scale: ``(B, n)`` each column's factor in its annotator's map, or None.
 
     Returns:
         ``(A,)`` grid maxima, in ``gy``'s dtype.
@@ -89,12 +96,14 @@ def annotator_peaks(
     one = (count == 1).nonzero().squeeze(1)
     b1, c1 = batch[one], first[one]
     peaks[one] = gy[b1, :, c1].amax(1) * gx[b1, c1, :].amax(1)
+    if column_scale is not None:
+        peaks[one] *= column_scale[b1, c1]
     multi = (count > 1).nonzero().squeeze(1)
     if multi.numel() == 0:
         return peaks
     batch, first, count = batch[multi], first[multi], count[multi]
     start_i, start_j = start_i[multi], start_j[multi]
-    cols, valid = _columns(first, count, n)  # (A, MAX_POINTS) each
+    cols, weight = _columns(batch, first, count, n, column_scale)  # (A, MAX_POINTS) each
     S = start_i.shape[1]
     # one row per distinct (annotator, start pixel): a start that repeats another (a missing
     # click repeats the first) is climbed once; rows that stopped moving leave the loop
@@ -104,7 +113,7 @@ def annotator_peaks(
     row_a = torch.div(key, H * W, rounding_mode="floor")
     ci = torch.div(key % (H * W), W, rounding_mode="floor")
     cj = key % W
-    row_b, row_c, row_v = batch[row_a], cols[row_a], valid[row_a]
+    row_b, row_c, row_v = batch[row_a], cols[row_a], weight[row_a]
     value = torch.bmm(*_window_factors(gy, gx, row_b, row_c, row_v, ci, cj, (1, 1))).flatten()
     active = torch.arange(ci.numel(), device=dev)
     if climb is not None:
@@ -256,6 +265,7 @@ def tile_maxima(
     i0: Tensor,
     j0: Tensor,
     side: int,
+    column_scale: Tensor | None = None,
 ) -> Tensor:
     """``(R,)`` maximum of each row's annotator map over the ``side x side`` tile at
     ``(i0, j0)``, every pixel evaluated from the factors: the tile's row profiles times its
@@ -264,14 +274,15 @@ def tile_maxima(
 
     Args:
         gy: ``(B, H, n)``; gx: ``(B, n, W)``; batch, first, count: ``(R,)`` each row's
-            image, first column and number of columns; i0, j0: ``(R,)`` tile corners.
+            image, first column and number of columns; i0, j0: ``(R,)`` tile corners;
+        column_scale: ``(B, n)`` each column's factor in its map (``annotator_peaks``).
     """
     _, H, n = gy.shape
     W = gx.shape[2]
     si, sj = min(side, H), min(side, W)
-    cols, valid = _columns(first, count, n)
+    cols, weight = _columns(batch, first, count, n, column_scale)
     i0, j0 = i0.clamp(max=H - si), j0.clamp(max=W - sj)
-    ys, xs = _window_factors(gy, gx, batch, cols, valid, i0, j0, (si, sj))
+    ys, xs = _window_factors(gy, gx, batch, cols, weight, i0, j0, (si, sj))
     # on the CPU in chunks whose tiles stay in cache between the product and the maximum
     R = batch.shape[0]
     step = max(1, _TILE_CHUNK // (si * sj)) if gy.device.type == "cpu" else max(1, R)

@@ -18,6 +18,16 @@ from torch import Tensor
 #: and exp(-80) ~ 1.8e-35 is already far below float16 resolution.
 MIN_EXPONENT = -80.0
 
+
+def min_exponent(dtype: torch.dtype) -> float:
+    """The smallest exponent a profile keeps: ``MIN_EXPONENT``, or where ``exp`` of that is
+    below the square root of ``dtype``'s smallest normal number (float32: 1.1e-19), just
+    above that root, so that no product of two profile values in the splat's GEMM is
+    subnormal (x86 CPUs compute those many times slower; flush-to-zero modes do not reach
+    the BLAS threads). float32: -42.7, an error below 3e-19 of a profile's peak."""
+    return max(MIN_EXPONENT, 0.5 * math.log(torch.finfo(dtype).tiny) + 1.0)
+
+
 Scratch = dict[str, Tensor]
 
 
@@ -65,8 +75,8 @@ def gaussian_profiles(
 
     Each profile is returned divided by its own maximum over the grid, with the log of that
     maximum alongside: ``exp(-d^2 / (2 sigma^2)) = profile * exp(log_peak)``. Clamping the
-    exponent (``MIN_EXPONENT``) relative to the profile's own peak keeps every value exact to
-    ``exp(MIN_EXPONENT)`` of the peak, even where a click is far from every pixel centre.
+    exponent (``min_exponent``) relative to the profile's own peak keeps every value exact to
+    ``exp(min_exponent)`` of the peak, even where a click is far from every pixel centre.
 
     Args:
         coord: ``(B, n)`` point coordinates as fractions of the image side, in [0, 1].
@@ -82,18 +92,21 @@ def gaussian_profiles(
         from the point to the centre ``(k + 0.5) / size`` of output pixel ``k``.
     """
     dt, dev = coord.dtype, coord.device
-    centres = (torch.arange(size, dtype=dt, device=dev) + 0.5) / size
-    scale = (-0.5 * (extent.to(dt) / sigma.to(dt)) ** 2)[:, None]  # per fraction^2
-    # the grid peak is at the pixel centre nearest the point: its exponent in closed form
-    nearest = ((coord * size).floor().clamp_(0, size - 1) + 0.5) / size
-    log_peak = (nearest - coord).square_().mul_(scale)
+    # distances in units of sqrt(2) sigma, so that the exponent is minus their square
+    unit = (extent.to(dt) / sigma.to(dt) * 0.5**0.5)[:, None]  # (B, 1) per fraction
+    centres = (torch.arange(size, dtype=dt, device=dev) + 0.5) / size * unit  # (B, size)
+    at = coord * unit  # (B, n)
+    # the grid peak is at the pixel centre nearest the point: its exponent in closed form,
+    # from the same products as the grid's (so that the profile is exactly 1 there)
+    k = (coord * size).floor().clamp_(0, size - 1).long()
+    log_peak = centres.gather(1, k).sub_(at).square_().neg_()
     if transposed:
-        e = torch.sub(centres[None, :, None], coord[:, None, :], out=out)
-        e.square_().mul_(scale[..., None]).sub_(log_peak[:, None, :])
+        e = torch.sub(centres[:, :, None], at[:, None, :], out=out)
+        e = torch.addcmul(log_peak.neg()[:, None, :], e, e, value=-1, out=e)
     else:
-        e = torch.sub(centres[None, None, :], coord[:, :, None], out=out)
-        e.square_().mul_(scale[..., None]).sub_(log_peak[..., None])
-    return e.clamp_(min=MIN_EXPONENT).exp_(), log_peak
+        e = torch.sub(centres[:, None, :], at[:, :, None], out=out)
+        e = torch.addcmul(log_peak.neg()[:, :, None], e, e, value=-1, out=e)
+    return e.clamp_(min=min_exponent(dt)).exp_(), log_peak
 
 
 def discrete_kernel_radius(sigma: Tensor, truncate: float = 3.0) -> Tensor:
@@ -157,10 +170,11 @@ def reflected_kernel_profiles(
     out = torch.zeros(shape, dtype=dt, device=dev) if out is None else out.zero_()
     t = scratch_buffer(scratch, "reflect_t", shape, sigma)
     near = scratch_buffer(scratch, "reflect_mask", shape, sigma, torch.bool)
+    floor = min_exponent(dt)
     # the impulse itself, its mirror below 0 (at -1-m) and its mirror above size-1 (2*size-1-m)
     for src in (m, -1.0 - m, 2.0 * size - 1.0 - m):
         torch.sub(src, i, out=t).abs_()
         torch.le(t, r, out=near)
         # taps beyond the radius are masked; clamping first avoids exp's slow path
-        out.add_(t.square_().mul_(inv).clamp_(min=MIN_EXPONENT).exp_().mul_(near))
+        out.add_(t.square_().mul_(inv).clamp_(min=floor).exp_().mul_(near))
     return out.div_(norm)

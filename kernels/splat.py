@@ -193,8 +193,8 @@ def _normalise(
     annotator_scale: Tensor,
     out_size: tuple[int, int],
 ) -> Tensor:
-    """``(B, n)`` coefficient of each point: its annotator's ``scale / grid maximum``, with
-    the point's scale relative to the annotator's largest folded into ``f.gy`` (in place)."""
+    """``(B, n)`` coefficient of each point: its annotator's ``scale / grid maximum`` times
+    the point's scale relative to the annotator's largest."""
     H, W = out_size
     dt, dev = f.gy.dtype, f.gy.device
     B = f.gy.shape[0]
@@ -237,22 +237,23 @@ def _normalise(
     st_y[apart, MAX_POINTS] = st_y[apart, 0]
     start_j = st_x.round().long().clamp_(0, W - 1)
     start_i = st_y.round().long().clamp_(0, H - 1)
-    # relative scale of each point within its annotator's map (1 for the largest), folded
-    # into the column profiles so that the peak search sees the true map up to one factor
+    # relative scale of each point within its annotator's map (1 for the largest): the
+    # peak search sees the true map up to one factor, and it joins the coefficients below
     log_pt = f.log_scale[point_image, column]
     log_ann = torch.full((A,), -torch.inf, dtype=dt, device=dev)
     log_ann.scatter_reduce_(0, point_annotator, log_pt, reduce="amax")
+    rel_pt = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
     rel = torch.ones((B, n), dtype=dt, device=dev)
-    rel[point_image, column] = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
-    f.gy.mul_(rel[:, None, :])
-    # Factors below sqrt(tiny) become 0, so that no product in the GEMM is subnormal: on
-    # x86 CPUs subnormal arithmetic is many times slower (a 512^2 batch took 2.3x as long
-    # with its Gaussian tails), and flush-to-zero modes do not reach the BLAS threads. A
-    # dropped factor is below 1.1e-19 (float32), so each point moves any pixel, and any
-    # maximum, by less. (The column factors are scaled, then zeroed, in splat_heatmaps.)
-    torch.nn.functional.threshold_(f.gx, torch.finfo(dt).tiny ** 0.5, 0.0)
+    rel[point_image, column] = rel_pt
+    # No product in the GEMM may be subnormal: on x86 CPUs subnormal arithmetic is many
+    # times slower (a 512^2 batch took 2.3x as long with its Gaussian tails). The row
+    # factors are at least sqrt(tiny) or 0 (profiles.min_exponent); the column factors,
+    # scaled by the coefficients, are zeroed below it in splat_heatmaps. A dropped factor is
+    # below 1.1e-19 (float32), so each point moves any pixel, and any maximum, by less.
     sure = (count >= 2) & (close | f.mirrored)
-    peak = annotator_peaks(f.gy, f.gx, annotator_image, first, count, start_i, start_j, ~sure)
+    peak = annotator_peaks(
+        f.gy, f.gx, annotator_image, first, count, start_i, start_j, ~sure, column_scale=rel
+    )
     # A climb reaches a discrete local maximum, and where clicks interact a sum of Gaussians
     # on a grid can have several near one mode (a skewed flat ridge) or, truncated, a
     # higher one across the edge of another click's kernel. There, instead of climbing, a
@@ -275,11 +276,13 @@ def _normalise(
             peak[cert],
         )
         a = cert[row]
-        found = tile_maxima(f.gy, f.gx, annotator_image[a], first[a], count[a], i0, j0, side)
+        found = tile_maxima(
+            f.gy, f.gx, annotator_image[a], first[a], count[a], i0, j0, side, column_scale=rel
+        )
         peak.scatter_reduce_(0, a, found, reduce="amax")
     factor = torch.where(peak > 0, annotator_scale.to(dt) / peak, 0)
     coeff = torch.zeros((B, n), dtype=dt, device=dev)
-    coeff[point_image, column] = factor[point_annotator]
+    coeff[point_image, column] = factor[point_annotator] * rel_pt
     return coeff
 
 

@@ -94,6 +94,35 @@ def test_default_heatmap_invariant_to_weight_scaling(anns, scale):
     np.testing.assert_allclose(a, b, atol=1e-12)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    anns=st.lists(annotator, min_size=1, max_size=6),
+    W=st.integers(4, 300),
+    H=st.integers(4, 300),
+    preset=st.sampled_from(["default", "rapidata-2025"]),
+)
+def test_no_product_in_the_gemm_is_subnormal(anns, W, H, preset):
+    # the splat's factors are 0 or at least sqrt(tiny) (x86 computes subnormals many times
+    # slower): every nonzero operand of its final product, so every nonzero product, in
+    # float32, with Gaussian tails far below that on the larger grids
+    assume(sum(w for _, w in anns) > 0)
+    operands = []
+    bmm = torch.bmm
+
+    def spy(a, b, *, out=None):
+        if out is not None:  # the map's product (the peak search's have no out)
+            operands.append((a.clone(), b.clone()))
+        return bmm(a, b, out=out)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "bmm", spy)
+        run_splat(anns, W, H, preset=preset, dtype=torch.float32)
+    root = torch.finfo(torch.float32).tiny ** 0.5
+    for a, b in operands:
+        for factor in (a, b):
+            assert bool(((factor == 0) | (factor.abs() >= root)).all())
+
+
 def test_rapidata_rejects_resized_grid():
     with pytest.raises(ValueError, match="native resolution"):
         run_splat([([(0.5, 0.5)], 1.0)], 40, 30, out_hw=(20, 20), preset="rapidata-2025")
