@@ -60,6 +60,7 @@ def annotator_peaks(
     count: Tensor,
     start_i: Tensor,
     start_j: Tensor,
+    starts: Tensor | None = None,
     climb: Tensor | None = None,
     column_scale: Tensor | None = None,
 ) -> Tensor:
@@ -80,9 +81,11 @@ def annotator_peaks(
         gy: ``(B, H, n)`` column profiles; gx: ``(B, n, W)`` row profiles.
         batch: ``(A,)`` image index of each annotator; first: ``(A,)`` its first column;
         count: ``(A,)`` its number of points (1..MAX_POINTS).
-        start_i, start_j: ``(A, S)`` start rows and columns.
+        start_i, start_j: ``(A, S)`` start rows and columns; starts: ``(A, S)`` which of
+            them to use (default all).
         climb: ``(A,)`` which annotators to climb (default all); the others get the largest
-            value at their starts (a lower bound for ``tile_candidates``).
+            value of the 3x3 windows around their starts (a lower bound for
+            ``tile_candidates``).
         column_scale: ``(B, n)`` each column's factor in its annotator's map, or None.
 
     Returns:
@@ -102,44 +105,38 @@ def annotator_peaks(
     if multi.numel() == 0:
         return peaks
     batch, first, count = batch[multi], first[multi], count[multi]
-    start_i, start_j = start_i[multi], start_j[multi]
     cols, weight = _columns(batch, first, count, n, column_scale)  # (A, MAX_POINTS) each
-    S = start_i.shape[1]
-    # one row per distinct (annotator, start pixel): a start that repeats another (a missing
-    # click repeats the first) is climbed once; rows that stopped moving leave the loop
-    A_m = start_i.shape[0]
-    key = torch.arange(A_m, device=dev).repeat_interleave(S) * (H * W)
-    key = torch.unique(key + start_i.reshape(-1) * W + start_j.reshape(-1))
-    row_a = torch.div(key, H * W, rounding_mode="floor")
-    ci = torch.div(key % (H * W), W, rounding_mode="floor")
-    cj = key % W
-    row_b, row_c, row_v = batch[row_a], cols[row_a], weight[row_a]
-    value = torch.bmm(*_window_factors(gy, gx, row_b, row_c, row_v, ci, cj, (1, 1))).flatten()
-    active = torch.arange(ci.numel(), device=dev)
-    if climb is not None:
-        active = active[climb[multi][row_a]]
-
-    for step in range(H + W if active.numel() else 0):
+    # one row per (annotator, start) climbed; rows that stopped moving leave the loop
+    use = torch.ones_like(start_i, dtype=torch.bool) if starts is None else starts
+    row_a, slot = use[multi].nonzero().unbind(1)
+    ci, cj = start_i[multi[row_a], slot], start_j[multi[row_a], slot]
+    row_b, row_c, row_w = batch[row_a], cols[row_a], weight[row_a]
+    value = torch.empty(row_a.shape, dtype=gy.dtype, device=dev)
+    active = torch.arange(row_a.numel(), device=dev)
+    for step in range(H + W):
         # the first step looks at the 8 neighbours, the later ones at a 5x5 window, moved
         # inside the grid where it would cross an edge (it then holds more than those)
         r = 1 if step == 0 else _WINDOW
         si, sj = min(2 * r + 1, H), min(2 * r + 1, W)
         i0 = (ci[active] - r).clamp_(0, H - si)
         j0 = (cj[active] - r).clamp_(0, W - sj)
-        rows = (row_b[active], row_c[active], row_v[active])
+        rows = (row_b[active], row_c[active], row_w[active])
         vals = torch.bmm(*_window_factors(gy, gx, *rows, i0, j0, (si, sj))).flatten(1)
         # move to the window's largest value (the first in row-major order) only where it
         # beats the current pixel's, read from the same product: a tie stops the climb
         here = vals.gather(1, ((ci[active] - i0) * sj + cj[active] - j0)[:, None]).squeeze(1)
         top, best = vals.max(1)
-        moved = (top > here).nonzero().squeeze(1)
+        value[active] = top  # a value on the grid, and where the row stops, its maximum
+        go = top > here
+        if step == 0 and climb is not None:
+            go &= climb[multi[row_a]]
+        moved = go.nonzero().squeeze(1)
         active, best = active[moved], best[moved]
         ci[active] = i0[moved] + torch.div(best, sj, rounding_mode="floor")
         cj[active] = j0[moved] + best % sj
-        value[active] = top[moved]
         if active.numel() == 0:
             break
-    best = torch.zeros(A_m, dtype=gy.dtype, device=dev)
+    best = torch.zeros(multi.shape, dtype=gy.dtype, device=dev)
     best.scatter_reduce_(0, row_a, value, reduce="amax")
     return peaks.index_copy(0, multi, best)
 

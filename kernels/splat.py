@@ -210,12 +210,12 @@ def _normalise(
     iy[point_annotator, slot] = torch.stack(f.mirrors_y, 1)
     valid = torch.zeros((A, MAX_POINTS), dtype=torch.bool, device=dev)
     valid[point_annotator, slot] = True
-    # starts: the annotator's points (missing slots repeat the first) and their centroid,
-    # from which the climb, or the tile search's lower bound, begins
+    # starts: the annotator's points and, where they interact (below), their centroid, from
+    # which the climb, or the tile search's lower bound, begins
     px_, py_ = ix[..., 0], iy[..., 0]  # (A, MAX_POINTS): the points themselves
     cnt = count.to(dt)[:, None]
-    st_x = torch.cat([torch.where(valid, px_, px_[:, :1]), (px_ * valid).sum(1, True) / cnt], 1)
-    st_y = torch.cat([torch.where(valid, py_, py_[:, :1]), (py_ * valid).sum(1, True) / cnt], 1)
+    st_x = torch.cat([px_, (px_ * valid).sum(1, True) / cnt], 1)
+    st_y = torch.cat([py_, (py_ * valid).sum(1, True) / cnt], 1)
     # Points interact where their Gaussians are under SEPARATE sigma apart (a smooth map;
     # farther, each has one mode, within a hair of its centre: 4 sigma, a shift of ~0.001
     # sigma) or their truncated kernels overlap: those annotators, and those with a mirror
@@ -232,9 +232,7 @@ def _normalise(
         pair &= (dx.abs_() <= span) & (dy.abs_() <= span)
     close = pair.any(dim=(1, 2))
     # there the centroid is no mode (it may sit far from all of them): climb from the clicks
-    apart = ~close
-    st_x[apart, MAX_POINTS] = st_x[apart, 0]
-    st_y[apart, MAX_POINTS] = st_y[apart, 0]
+    starts = torch.cat([valid, close[:, None]], 1)
     start_j = st_x.round().long().clamp_(0, W - 1)
     start_i = st_y.round().long().clamp_(0, H - 1)
     # relative scale of each point within its annotator's map (1 for the largest): the
@@ -252,7 +250,7 @@ def _normalise(
     # below 1.1e-19 (float32), so each point moves any pixel, and any maximum, by less.
     sure = (count >= 2) & (close | f.mirrored)
     peak = annotator_peaks(
-        f.gy, f.gx, annotator_image, first, count, start_i, start_j, ~sure, column_scale=rel
+        f.gy, f.gx, annotator_image, first, count, start_i, start_j, starts, ~sure, rel
     )
     # A climb reaches a discrete local maximum, and where clicks interact a sum of Gaussians
     # on a grid can have several near one mode (a skewed flat ridge) or, truncated, a
