@@ -347,7 +347,9 @@ def markdown(report: dict) -> str:
 def profile(
     device: str = "cpu", workload: str = "512-60", images: int = 64, preset: str = "default"
 ) -> None:
-    """Where one warm batch's time goes on ``device`` (cProfile, top entries by own time)."""
+    """Where one warm batch's time goes on ``device``: the peak search's share (timers around
+    its functions), the final product alone against the FLOP floor (``product_ms`` and a
+    GEMM rate measured now), and cProfile's top entries by own time."""
     import cProfile
     import pstats
 
@@ -378,7 +380,43 @@ def profile(
         f"({parts['search_share']:.0%}); "
         + ", ".join(f"{name} {parts[f'{name}_ms']:.2f}" for name in inner)
     )
+    gemm = gemm_gflops(device)
+    ms_bmm = product_ms(batches, preset, device)
+    flop = sum(2 * a[0].numel() * a[8][0] * a[8][1] for a, _, _ in batches) / len(batches)
+    floor_ms = flop / (gemm * 1e9) * 1000
+    print(
+        f"the product alone (torch.bmm on a call's own factors, timed apart): {ms_bmm:.2f} ms "
+        f"per call, {ms_bmm / floor_ms:.2f}x the FLOP floor ({floor_ms:.2f} ms at the "
+        f"{gemm:.0f} GFLOP/s GEMM rate measured now); the whole call "
+        f"{parts['call_ms'] / floor_ms:.2f}x"
+    )
     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
+def product_ms(batches: list[tuple], preset: str, device: str, reps: int = 9) -> float:
+    """Median ms per pass over ``batches`` of the splat's final product alone: its operands
+    captured from one pass, then ``torch.bmm`` on them into the same output buffers."""
+    operands = []
+    bmm = torch.bmm
+
+    def spy(a, b, *, out=None):
+        if out is not None:  # the map's product (the peak search's have no out)
+            operands.append((a.clone(), b.clone(), out))
+        return bmm(a, b, out=out)
+
+    torch.bmm = spy
+    try:
+        run_engine(batches, preset)
+    finally:
+        torch.bmm = bmm
+    t = timer(device)
+
+    def run() -> None:
+        for a, b, out in operands:
+            torch.bmm(a, b, out=out)
+
+    run()
+    return median(t(run) for _ in range(reps)) * 1000
 
 
 def main() -> None:
