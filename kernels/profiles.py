@@ -132,49 +132,56 @@ def reflected_kernel_profiles(
     *,
     transposed: bool = False,
     out: Tensor | None = None,
-    scratch: Scratch | None = None,
 ) -> Tensor:
     """Response of a 1-D discrete Gaussian filter to a unit impulse, with reflect boundaries.
 
     Reproduces ``scipy.ndimage.gaussian_filter1d(e_m, sigma, truncate=3, mode="reflect")``
     for the impulse ``e_m`` at each pixel ``m``: a kernel of radius ``r`` normalised to sum
-    one, with the signal mirrored about the edges (``d c b a | a b c d | d c b a``).
+    one, with the signal mirrored about the edges (``d c b a | a b c d | d c b a``), i.e.
+    the kernel centred on ``m`` plus, where they reach the signal, on its mirror images
+    ``-1 - m`` and ``2 size - 1 - m``. Each image's kernel is tabulated once; every
+    response is then a window of that table, gathered whole (the taps are integers apart).
 
     Args:
         pixel: ``(B, n)`` integer impulse positions in ``[0, size)``.
         size: signal length in pixels.
         sigma: ``(B,)`` kernel standard deviation in pixels (float dtype sets the result's).
         radius: ``(B,)`` kernel radius in pixels; must be ``< size`` (one reflection a side).
-        transposed: return ``(B, size, n)`` instead (the left factor of a product).
-        out: optional tensor of the result's shape to write into.
-        scratch: optional dict of reusable buffers for temporaries (see ``scratch_buffer``).
+        transposed: return the ``(B, size, n)`` view of the result (the left factor of a
+            product; its storage stays ``(B, n, size)``).
+        out: optional contiguous ``(B, n, size)`` tensor to write into.
 
     Returns:
-        ``(B, n, size)`` filter responses.
+        ``(B, n, size)`` filter responses (``(B, size, n)`` if ``transposed``).
     """
     dt, dev = sigma.dtype, sigma.device
     if bool((radius >= size).any()):
         raise ValueError(f"kernel radius must be below the signal length {size}, got {radius}")
-    r = radius.to(dt)[:, None, None]
-    inv = (-0.5 / sigma**2)[:, None, None]
-    norm = discrete_kernel_sum(sigma, radius)[:, None, None]  # the kernel sums to one
     B, n = pixel.shape
-    if transposed:
-        i = torch.arange(size, device=dev, dtype=dt)[None, :, None]
-        m = pixel.to(dt)[:, None, :]
-        shape: tuple[int, ...] = (B, size, n)
-    else:
-        i = torch.arange(size, device=dev, dtype=dt)[None, None, :]
-        m = pixel.to(dt)[:, :, None]
-        shape = (B, n, size)
-    out = torch.zeros(shape, dtype=dt, device=dev) if out is None else out.zero_()
-    t = scratch_buffer(scratch, "reflect_t", shape, sigma)
-    near = scratch_buffer(scratch, "reflect_mask", shape, sigma, torch.bool)
-    floor = min_exponent(dt)
-    # the impulse itself, its mirror below 0 (at -1-m) and its mirror above size-1 (2*size-1-m)
-    for src in (m, -1.0 - m, 2.0 * size - 1.0 - m):
-        torch.sub(src, i, out=t).abs_()
-        torch.le(t, r, out=near)
-        # taps beyond the radius are masked; clamping first avoids exp's slow path
-        out.add_(t.square_().mul_(inv).clamp_(min=floor).exp_().mul_(near))
-    return out.div_(norm)
+    # table[b, P + t] = K_b(t) / sum(K_b) for |t| <= radius, else 0, t in [-P, 2 size - 1),
+    # P = 2 size - 1; rows 3 size apart in one flat buffer (each row's t > size are the
+    # next row's first values, 0 in both: |t| >= size > radius there), so that the window
+    # of length size from q of every image is one row of one strided view
+    P = 2 * size - 1
+    t = torch.arange(-P, size + 1, device=dev, dtype=dt)  # (3 size,)
+    taps = (t.square() * (-0.5 / sigma.square())[:, None]).clamp_(min=min_exponent(dt))
+    taps = taps.exp_().masked_fill_(t.abs() > radius[:, None], 0)
+    taps /= discrete_kernel_sum(sigma, radius)[:, None]
+    flat = torch.zeros(B * 3 * size + size - 1, dtype=dt, device=dev)
+    flat[: B * 3 * size].view(B, 3 * size).copy_(taps)
+    windows = flat.as_strided((B * 3 * size, size), (1, 1))
+    m = pixel.to(torch.long)
+    row = (torch.arange(B, device=dev) * (3 * size))[:, None]
+    out = torch.empty((B, n, size), dtype=dt, device=dev) if out is None else out
+    flat_out = out.view(B * n, size)
+    # the kernel centred on m is the window from P - m; a mirror image c from P - c
+    torch.index_select(windows, 0, (row + P - m).flatten(), out=flat_out)
+    m = m.flatten()
+    base = row.expand(B, n).flatten()
+    for reaches, start in (
+        (m < radius.repeat_interleave(n), P + 1 + m),  # -1 - m, below 0
+        (m > size - 1 - radius.repeat_interleave(n), m),  # 2 size - 1 - m, above size - 1
+    ):
+        k = reaches.nonzero().squeeze(1)
+        flat_out.index_add_(0, k, windows.index_select(0, base[k] + start[k]))
+    return out.transpose(1, 2) if transposed else out

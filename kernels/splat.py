@@ -146,17 +146,12 @@ def _rapidata_factors(b: Batch) -> Factors:
     sigma = torch.minimum(wf, hf) / 20
     radius = discrete_kernel_radius(sigma)
     norm = discrete_kernel_sum(sigma, radius)
+    # gy is the (B, H, n) view of a (B, n, H) tensor: bmm takes it as a transposed operand
     gy = reflected_kernel_profiles(
-        my,
-        H,
-        sigma,
-        radius,
-        transposed=True,
-        scratch=scratch,
-        out=scratch_buffer(scratch, "gy", (B, H, n), px),
+        my, H, sigma, radius, transposed=True, out=scratch_buffer(scratch, "gy", (B, n, H), px)
     )
     gx = reflected_kernel_profiles(
-        mx, W, sigma, radius, scratch=scratch, out=scratch_buffer(scratch, "gx", (B, n, W), px)
+        mx, W, sigma, radius, out=scratch_buffer(scratch, "gx", (B, n, W), px)
     )
     ux, uy = mx[point_image, column].to(dt), my[point_image, column].to(dt)
     sx = sy = sigma[annotator_image]
