@@ -64,8 +64,7 @@ class Factors(NamedTuple):
     output-pixel index units (pixel ``k``'s centre is at ``k``); ``mirrors_x``,
     ``mirrors_y`` the centres whose sum is the map, each ``(P,)`` in those units: the
     points first, then, for the published method's reflect boundaries, their mirror
-    images; ``mirrored (A,)`` marks annotators with a point whose mirror image reaches the
-    grid. Each centre adds
+    images. Each centre adds
     ``term_scale * exp(-log_scale_max) * exp(-dx^2 / 2 sx^2 - dy^2 / 2 sy^2)`` to the map
     of ``gy @ gx`` (``log_scale_max``: the largest ``log_scale`` among the annotator's
     points, ``term_scale (B,)`` per image), 0 where ``|dx|`` or ``|dy|`` exceeds ``reach
@@ -79,7 +78,6 @@ class Factors(NamedTuple):
     sy: Tensor
     mirrors_x: tuple[Tensor, ...]
     mirrors_y: tuple[Tensor, ...]
-    mirrored: Tensor
     term_scale: Tensor
     reach: Tensor | None
 
@@ -123,10 +121,9 @@ def _default_factors(b: Batch) -> Factors:
     ux, uy = px * W - 0.5, py * H - 0.5
     s_img = sigma[annotator_image]
     sx, sy = s_img * W / wf[annotator_image], s_img * H / hf[annotator_image]
-    none = torch.zeros(annotator_image.shape[0], dtype=torch.bool, device=dev)
     # each point's Gaussian = exp(log_x + log_y) gy (x) gx
     ones = torch.ones(B, dtype=dt, device=dev)
-    return Factors(gy, gx, log_x + log_y, sx, sy, (ux,), (uy,), none, ones, None)
+    return Factors(gy, gx, log_x + log_y, sx, sy, (ux,), (uy,), ones, None)
 
 
 def _rapidata_factors(b: Batch) -> Factors:
@@ -155,12 +152,6 @@ def _rapidata_factors(b: Batch) -> Factors:
     )
     ux, uy = mx[point_image, column].to(dt), my[point_image, column].to(dt)
     sx = sy = sigma[annotator_image]
-    A = annotator_image.shape[0]
-    # an impulse's mirror image across an edge is within the kernel's reach
-    r_pt = radius[point_image].to(dt)
-    edge = (ux < r_pt) | (ux > W - 1 - r_pt) | (uy < r_pt) | (uy > H - 1 - r_pt)
-    near_edge = torch.zeros(A, dtype=torch.int32, device=dev)
-    mirrored = near_edge.index_add_(0, point_annotator, edge.int()) > 0
     return Factors(
         gy,
         gx,
@@ -169,7 +160,6 @@ def _rapidata_factors(b: Batch) -> Factors:
         sy,
         (ux, -1.0 - ux, 2.0 * W - 1.0 - ux),
         (uy, -1.0 - uy, 2.0 * H - 1.0 - uy),
-        mirrored,
         norm.square().reciprocal(),
         radius.to(dt),
     )
@@ -213,8 +203,8 @@ def _normalise(
     st_y = torch.cat([py_, (py_ * valid).sum(1, True) / cnt], 1)
     # Points interact where their Gaussians are under SEPARATE sigma apart (a smooth map;
     # farther, each has one mode, within a hair of its centre: 4 sigma, a shift of ~0.001
-    # sigma) or their truncated kernels overlap: those annotators, and those with a mirror
-    # image on the grid, go to the tile search below; the others climb from their points
+    # sigma) or their truncated kernels overlap: those annotators go to the tile search
+    # below; the others climb from their points (smooth maps) or need no search (truncated)
     dx = px_[:, :, None] - px_[:, None, :]
     dy = py_[:, :, None] - py_[:, None, :]
     pair = valid[:, :, None] & valid[:, None, :]
@@ -243,17 +233,27 @@ def _normalise(
     # factors are at least sqrt(tiny) or 0 (profiles.min_exponent); the column factors,
     # scaled by the coefficients, are zeroed below it in splat_heatmaps. A dropped factor is
     # below 1.1e-19 (float32), so each point moves any pixel, and any maximum, by less.
-    sure = (count >= 2) & (close | f.mirrored)
-    peak = annotator_peaks(
-        f.gy, f.gx, annotator_image, first, count, start_i, start_j, starts, ~sure, rel
-    )
+    sure = (count >= 2) & close
+    if f.reach is None:
+        peak = annotator_peaks(
+            f.gy, f.gx, annotator_image, first, count, start_i, start_j, starts, ~sure, rel
+        )
+    else:
+        # Truncated kernels: a point's response, its mirror images included, is separable
+        # and zero beyond `reach` of the point on either axis. Where an annotator's
+        # responses do not overlap, its map's maximum is the largest of theirs, each the
+        # product of its profiles' maxima; where they do, that is the tile search's lower
+        # bound (the map is at least that response there)
+        own = (f.gy.amax(1) * f.gx.amax(2))[point_image, column] * rel_pt
+        peak = torch.zeros(A, dtype=dt, device=dev)
+        peak.scatter_reduce_(0, point_annotator, own, reduce="amax")
     # A climb reaches a discrete local maximum, and where clicks interact a sum of Gaussians
     # on a grid can have several near one mode (a skewed flat ridge) or, truncated, a
     # higher one across the edge of another click's kernel. There, instead of climbing, a
     # branch and bound over tiles keeps every tile that may hold a pixel above the best
-    # start's value, and every pixel of those is evaluated. Apart (SEPARATE sigma, smooth
-    # maps), each bump is a separable Gaussian up to tails below e^-8, whose one discrete
-    # local maximum the climb from its own pixel finds.
+    # value found so far, and every pixel of those is evaluated. Apart (SEPARATE sigma,
+    # smooth maps), each bump is a separable Gaussian up to tails below e^-8, whose one
+    # discrete local maximum the climb from its own pixel finds.
     cert = sure.nonzero().squeeze(1)
     if cert.numel():
         img = annotator_image[cert]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from reference import ref_default_map, ref_published_filter
 from rfengine.kernels import (
@@ -135,6 +135,26 @@ def test_interacting_clicks_at_full_size_match_the_references(centre, offsets, W
     else:
         ref = ref_published_filter([pts], W, H)
     np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    d=st.floats(0, 0.04),
+    u=st.floats(0, 1),
+    side=st.integers(0, 3),
+    far=st.tuples(st.floats(0.35, 0.65), st.floats(0.35, 0.65)),
+    W=st.integers(40, 400),
+    H=st.integers(40, 400),
+)
+def test_published_clicks_apart_near_an_edge_match_the_reference(d, u, side, far, W, H):
+    # kernels that do not overlap, one near an edge (its mirror image pulls its peak): the
+    # maximum is the larger of the two separable responses, with no search
+    pts = [[(d, u), (u, d), (1 - d, u), (u, 1 - d)][side], far]
+    r = int(3 * min(W, H) / 20 + 0.5)
+    px = [(min(int(x * W), W - 1), min(int(y * H), H - 1)) for x, y in pts]
+    assume(abs(px[0][0] - px[1][0]) > 2 * r or abs(px[0][1] - px[1][1]) > 2 * r)
+    got = run_splat([(pts, 1.0)], W, H, preset="rapidata-2025")
+    np.testing.assert_allclose(got, ref_published_filter([pts], W, H), atol=1e-12)
 
 
 def _term_map(cy, cx, sigma, reach, H, W):
