@@ -293,9 +293,12 @@ def _check_lengths(**tensors: Tensor) -> None:
 
 
 def _check_dtypes(px: Tensor, py: Tensor, **ids: Tensor) -> None:
-    """Coordinates in one floating dtype; ids and sizes as integers."""
-    if not px.is_floating_point() or py.dtype != px.dtype:
-        raise TypeError(f"`px` and `py` must share a floating dtype, got {px.dtype} and {py.dtype}")
+    """Coordinates both float32 or both float64 (16-bit floats hold neither the profiles'
+    tails nor an exact maximum; ``profiles.min_exponent``); ids and sizes as integers."""
+    if px.dtype not in (torch.float32, torch.float64) or py.dtype != px.dtype:
+        raise TypeError(
+            f"`px` and `py` must share a dtype, float32 or float64, got {px.dtype} and {py.dtype}"
+        )
     for name, t in ids.items():
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"`{name}` must be an integer tensor, got {t.dtype}")
@@ -409,8 +412,9 @@ def splat_heatmaps(
       min(W, H) / 20, truncate=3, mode="reflect")``; native size only.
 
     Args:
-        px, py: ``(P,)`` point coordinates as image fractions in [0, 1], origin top-left.
-            Points are grouped by image (ascending) and, within an image, by annotator.
+        px, py: ``(P,)`` point coordinates as image fractions in [0, 1], origin top-left,
+            float32 or float64 (the computation's dtype). Points are grouped by image
+            (ascending) and, within an image, by annotator.
         point_image: ``(P,)`` image index in ``[0, B)``; point_annotator: ``(P,)`` in ``[0, A)``,
             ascending, at most ``MAX_POINTS`` points per annotator.
         annotator_image: ``(A,)`` image of each annotator; annotator_scale: ``(A,)`` its factor.

@@ -209,8 +209,11 @@ def test_a_fourth_point_is_refused():
 def test_wrong_dtypes_are_refused():
     with pytest.raises(TypeError, match=r"`point_image` must be an integer tensor"):
         splat_heatmaps(**splat_args(point_image=torch.tensor([0.0, 0.0, 0.0])))
-    with pytest.raises(TypeError, match=r"`px` and `py` must share a floating dtype"):
+    with pytest.raises(TypeError, match=r"`px` and `py` must share a dtype, float32 or float64"):
         splat_heatmaps(**splat_args(py=torch.tensor([0.5, 0.5, 0.1], dtype=torch.float32)))
+    half = torch.tensor([0.2, 0.4, 0.7], dtype=torch.float16)
+    with pytest.raises(TypeError, match=r"got torch.float16 and torch.float16"):
+        splat_heatmaps(**splat_args(px=half, py=half))
 
 
 def test_annotators_must_belong_to_their_points_image():
