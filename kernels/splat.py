@@ -195,12 +195,7 @@ def _normalise(
     iy[point_annotator, slot] = torch.stack(f.mirrors_y, 1)
     valid = torch.zeros((A, MAX_POINTS), dtype=torch.bool, device=dev)
     valid[point_annotator, slot] = True
-    # starts: the annotator's points and, where they interact (below), their centroid, from
-    # which the climb, or the tile search's lower bound, begins
     px_, py_ = ix[..., 0], iy[..., 0]  # (A, MAX_POINTS): the points themselves
-    cnt = count.to(dt)[:, None]
-    st_x = torch.cat([px_, (px_ * valid).sum(1, True) / cnt], 1)
-    st_y = torch.cat([py_, (py_ * valid).sum(1, True) / cnt], 1)
     # Points interact where their Gaussians are under SEPARATE sigma apart (a smooth map;
     # farther, each has one mode, within a hair of its centre: 4 sigma, a shift of ~0.001
     # sigma) or their truncated kernels overlap: those annotators go to the tile search
@@ -216,10 +211,6 @@ def _normalise(
         span = 2 * f.reach[annotator_image][:, None, None]
         pair &= (dx.abs_() <= span) & (dy.abs_() <= span)
     close = pair.any(dim=(1, 2))
-    # there the centroid is no mode (it may sit far from all of them): climb from the clicks
-    starts = torch.cat([valid, close[:, None]], 1)
-    start_j = st_x.round().long().clamp_(0, W - 1)
-    start_i = st_y.round().long().clamp_(0, H - 1)
     # relative scale of each point within its annotator's map (1 for the largest): the
     # peak search sees the true map up to one factor, and it joins the coefficients below
     log_pt = f.log_scale[point_image, column]
@@ -228,13 +219,14 @@ def _normalise(
     rel_pt = (log_pt - log_ann[point_annotator]).clamp_(min=MIN_EXPONENT).exp_()
     rel = torch.ones((B, n), dtype=dt, device=dev)
     rel[point_image, column] = rel_pt
-    # No product in the GEMM may be subnormal: on x86 CPUs subnormal arithmetic is many
-    # times slower (a 512^2 batch took 2.3x as long with its Gaussian tails). The row
-    # factors are at least sqrt(tiny) or 0 (profiles.min_exponent); the column factors,
-    # scaled by the coefficients, are zeroed below it in splat_heatmaps. A dropped factor is
-    # below 1.1e-19 (float32), so each point moves any pixel, and any maximum, by less.
     sure = (count >= 2) & close
     if f.reach is None:
+        # the climb's starts: the annotator's points and, where they interact, their
+        # centroid (apart, the centroid is no mode and may sit far from all of them)
+        centroid = torch.stack([(c * valid).sum(1) for c in (px_, py_)], 1) / count[:, None]
+        start_j = torch.cat([px_, centroid[:, :1]], 1).round().long().clamp_(0, W - 1)
+        start_i = torch.cat([py_, centroid[:, 1:]], 1).round().long().clamp_(0, H - 1)
+        starts = torch.cat([valid, close[:, None]], 1)
         peak = annotator_peaks(
             f.gy, f.gx, annotator_image, first, count, start_i, start_j, starts, ~sure, rel
         )
@@ -481,7 +473,11 @@ def splat_heatmaps(
     coeff = _normalise(
         f, point_image, column, n, point_annotator, annotator_image, annotator_scale, out_size
     )
-    # the coefficients scale the column factors, whose small values are then zeroed
+    # No product in the GEMM may be subnormal: on x86 CPUs subnormal arithmetic is many
+    # times slower (a 512^2 batch took 2.3x as long with its Gaussian tails). The row
+    # factors are at least sqrt(tiny) or 0 (profiles.min_exponent); the column factors,
+    # scaled by the coefficients, are zeroed below it here. A dropped factor is below
+    # 1.1e-19 (float32), so each point moves any pixel, and any maximum, by less.
     tiny = torch.finfo(f.gy.dtype).tiny ** 0.5
     gy = torch.nn.functional.threshold_(f.gy.mul_(coeff[:, None, :]), tiny, 0.0)
     return torch.bmm(gy, f.gx, out=out)
