@@ -166,7 +166,7 @@ def reflected_kernel_profiles(
     t = torch.arange(-P, size + 1, device=dev, dtype=dt)  # (3 size,)
     taps = (t.square() * (-0.5 / sigma.square())[:, None]).clamp_(min=min_exponent(dt))
     taps = taps.exp_().masked_fill_(t.abs() > radius[:, None], 0)
-    taps /= discrete_kernel_sum(sigma, radius)[:, None]
+    taps /= taps.sum(1, keepdim=True)  # every tap is in the row: radius < size
     flat = torch.zeros(B * 3 * size + size - 1, dtype=dt, device=dev)
     flat[: B * 3 * size].view(B, 3 * size).copy_(taps)
     windows = flat.as_strided((B * 3 * size, size), (1, 1))
