@@ -100,14 +100,15 @@ def heatmap_column(maps: Heatmaps, rows: np.ndarray, typ: pa.DataType) -> pa.Arr
         heights = np.full(len(rows), block.shape[1])
         widths = np.full(len(rows) * block.shape[1], block.shape[2])
     else:
-        present = [m for m in (maps[k] for k in rows) if m is not None]
+        got = [maps[k] for k in rows]
+        present = [m for m in got if m is not None]
         values = (
             np.concatenate([m.ravel() for m in present])
             if present
             else np.zeros(0, dtype=typ.to_pandas_dtype())
         )
         widths = np.concatenate([np.full(m.shape[0], m.shape[1]) for m in present] or [[]])
-        heights = np.array([0 if maps[k] is None else maps[k].shape[0] for k in rows])
+        heights = np.array([0 if m is None else m.shape[0] for m in got])
     inner_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
     inner = pa.ListArray.from_arrays(pa.array(inner_off), pa.array(values, type=typ))
     outer_off = np.concatenate([[0], np.cumsum(heights)]).astype(np.int32)
