@@ -43,6 +43,13 @@ def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+OVERWRITE_FOLDER = "replace an existing OUT, only one rfengine {} wrote and holding nothing else"
+OVERWRITE_RESPONSES = (
+    "replace an existing responses file, only a .parquet one rfengine wrote (a .jsonl is never "
+    "replaced)"
+)
+
+
 def _add_aggregate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "aggregate",
@@ -202,16 +209,19 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         "reliability: DIR/images/, images.jsonl, responses.jsonl, truth.jsonl, annotators.jsonl.",
     )
     p.add_argument("--images", type=_positive, default=48, help="number of images (default 48)")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-image", type=_positive, default=12, help="annotators per image and task")
+    p.add_argument("--out", required=True, type=Path, help="campaign folder to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--per-image", type=_positive, default=12, help="annotators per image and task (default 12)"
+    )
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_FOLDER.format("simulate"))
     p.set_defaults(func=cmd_simulate)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from rfengine.simulate import simulate
 
-    out = simulate(args.out, args.images, args.seed, args.per_image)
+    out = simulate(args.out, args.images, args.seed, args.per_image, overwrite=args.overwrite)
     print(f"rfengine: simulated {args.images} images -> {out}", file=sys.stderr)
     return 0
 
@@ -226,7 +236,11 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", type=Path, help="an rfengine aggregate output folder")
     p.add_argument("--image", nargs="+", metavar="ID", help="only these image ids")
     p.add_argument("--out", type=Path, help="folder for the PNGs (default OUTPUT/render)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing panels")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing panels (in a folder render wrote; any other folder is refused)",
+    )
     p.set_defaults(func=cmd_render)
 
 
@@ -253,7 +267,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", type=Path, help="truth.jsonl of a simulated campaign")
     p.add_argument("--baseline", type=Path, help="an output of the same responses to compare")
     p.add_argument("--html", type=Path, help="report path (default OUTPUT/report.html)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing report (only a file rfengine report wrote)",
+    )
     p.set_defaults(func=cmd_report)
 
 
@@ -279,10 +297,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, default=Path("rfengine-demo"), help="default ./rfengine-demo"
     )
-    p.add_argument("--images", type=_positive, default=48)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--images", type=_positive, default=48, help="number of images (default 48)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto (default) takes CUDA when torch sees a GPU",
+    )
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_FOLDER.format("demo"))
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_demo)
 
 
@@ -290,7 +314,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rfengine.demo import run_demo
 
     report, figures = run_demo(
-        args.out, args.images, args.seed, args.device, progress=not args.quiet
+        args.out,
+        args.images,
+        args.seed,
+        args.device,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     t, e, u = figures["trust"], figures["estimate"], figures["uniform"]
     print("recovery of the planted truth: given trust | trust estimated from the data | uniform")
@@ -301,6 +330,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ("top_word_accuracy", "top word is the planted wrong word"),
     ):
         print(f"  {label:44s} {t[key]:.3f} | {e[key]:.3f} | {u[key]:.3f}")
+    print(f"panels: {(Path(args.out) / 'render').resolve()}")
     print(f"report: {report.resolve()}")
     return 0
 
@@ -329,6 +359,7 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
         help="units of locate coordinates: percent of the image's sides (default; Rapidata's "
         "2025 script read them so) or ratios in [0, 1]",
     )
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RESPONSES)
     p.add_argument(
         "jobs", nargs="+", metavar="TASK=RESULTS.json", help=f"tasks: {', '.join(TASKS)}"
     )
@@ -348,7 +379,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             )
         jobs.append((task, Path(path)))
     images = read_images(args.images, require_files=False)  # names are matched, not opened
-    summary = import_rapidata(images, jobs, args.out, args.coherence_scale, args.point_units)
+    summary = import_rapidata(
+        images, jobs, args.out, args.coherence_scale, args.point_units, overwrite=args.overwrite
+    )
     for job in summary["jobs"]:
         extra = []
         if job["no_weight"]:
@@ -398,6 +431,7 @@ def _add_campaign(sub: argparse._SubParsersAction) -> None:
     fetch = verbs.add_parser("fetch", help="download results as a responses file")
     fetch.add_argument("campaign", type=Path)
     fetch.add_argument("--out", required=True, type=Path, help="responses (.jsonl or .parquet)")
+    fetch.add_argument("--overwrite", action="store_true", help=OVERWRITE_RESPONSES)
     fetch.set_defaults(func=cmd_campaign_fetch)
 
 
@@ -445,7 +479,7 @@ def cmd_campaign_fetch(args: argparse.Namespace) -> int:
     from rfengine import campaign as rd
 
     with redirect_stdout(sys.stderr):
-        summary = rd.fetch(rd.Campaign.load(args.campaign), args.out)
+        summary = rd.fetch(rd.Campaign.load(args.campaign), args.out, overwrite=args.overwrite)
     print(f"rfengine: {summary['rows']} responses -> {args.out}", file=sys.stderr)
     return 0
 
@@ -475,9 +509,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         default=(0.9, 0.05, 0.05),
         help="train,dev,test fractions (default 0.9,0.05,0.05), by a seeded hash of the id",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threshold", type=float, default=0.5, help="word share for '_0' labels")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split's hash (default 0)")
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="word share for '_0' labels (default 0.5)"
+    )
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_FOLDER.format("export"))
     p.set_defaults(func=cmd_export)
 
 
@@ -508,18 +544,28 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=Path, required=True, help="an rfengine output folder")
     p.add_argument("--pred", type=Path, required=True, help="predictions (.safetensors)")
     p.add_argument("--json", type=Path, help="also write the report here")
-    p.add_argument("--threshold", type=float, default=0.5, help="word share = misaligned")
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="word share = misaligned (default 0.5)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --json file (only a report rfengine evaluate wrote)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rfengine.metrics import evaluate
+    from rfengine.metrics import check_report_target, evaluate, report_json
 
-    report = evaluate(args.target, args.pred, threshold=args.threshold)
-    text = json.dumps(report, indent=2)
-    print(text)
     if args.json:
-        args.json.write_text(text + "\n")
+        check_report_target(args.json, args.overwrite)  # before any work
+    text = report_json(evaluate(args.target, args.pred, threshold=args.threshold))
+    print(text, end="")
+    if args.json:
+        from rfengine.write.owned import write_atomic
+
+        write_atomic(args.json, text)
     return 0
 
 

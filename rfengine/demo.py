@@ -3,37 +3,43 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from rfengine.pipeline import aggregate
-from rfengine.render import write_report
+from rfengine.render import render_output, write_report
 from rfengine.simulate import read_truth, simulate
 from rfengine.write import save_output
+from rfengine.write.owned import replace_in_place, write_mark
 
-MARKER = ".rfengine-demo"
+#: what the demo writes into its folder
+FOLDERS = ("campaign", "aggregate", "aggregate-estimated", "aggregate-unweighted", "render")
+REPORT = "report.html"
+#: how many images get a PNG panel (``rfengine render`` draws any others)
+PANELS = 4
 
 
 def run_demo(
-    out: str | Path, n_images: int = 48, seed: int = 0, device: str = "auto", progress: bool = True
+    out: str | Path,
+    n_images: int = 48,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
-    """Run the whole flow into ``out`` (replacing an earlier demo there, nothing else).
+    """Run the whole flow into ``out``: a new folder, or with ``overwrite`` an earlier
+    demo's (and nothing else: ``rfengine.write.owned``).
 
     Layout: ``campaign/`` (simulated inputs and truth, and ``responses-no-trust.jsonl``:
     the same responses without their weights), ``aggregate/`` (trust-weighted),
     ``aggregate-estimated/`` (the no-trust responses, trust estimated from the data),
-    ``aggregate-unweighted/`` (the baseline), ``report.html`` comparing the three.
+    ``aggregate-unweighted/`` (the baseline), ``render/`` (PNG panels of the first few images
+    of ``aggregate/``), ``report.html`` comparing the three.
     """
-    out = Path(out)
-    if out.exists():
-        if not (out / MARKER).exists():
-            raise FileExistsError(f"{out} exists and is not an rfengine demo folder; choose --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text("written by rfengine demo; safe to delete\n")
+    out = replace_in_place(out, "demo", overwrite, [f"{e}/" for e in FOLDERS] + [REPORT])
 
     def say(msg: str) -> None:
         if progress:
@@ -64,14 +70,20 @@ def run_demo(
         )
         save_output(res, out / name)
         say(f"aggregated ({weights} weights) -> {out / name}")
+        if weights == "trust":
+            panels = render_output(out / name, out / "render", res.images.ids[:PANELS])
+            say(
+                f"{len(panels)} image panels (image, overlays, coloured prompt) -> {out / 'render'}"
+            )
     report, figures = write_report(
         out / "aggregate",
-        out / "report.html",
+        out / REPORT,
         truth=read_truth(campaign / "truth.jsonl"),
         baseline={
             "estimate": out / "aggregate-estimated",
             "uniform": out / "aggregate-unweighted",
         },
     )
+    write_mark(out, "demo")
     say(f"done in {time.perf_counter() - t0:.1f} s")
     return report, figures

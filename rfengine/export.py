@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from PIL import Image
 from rfengine.data import RichFeedbackDataset, resize_map
 from rfengine.errors import InputError
 from rfengine.schema import HEATMAP_KINDS
+from rfengine.write.owned import check_folder, new_folder
 
 #: RichHF's tokeniser: split on these characters, drop empty tokens
 RICHHF_DELIMITERS = ',.?!":; '
@@ -86,12 +86,14 @@ def export_richhf(
     size: int = 512,
     overwrite: bool = False,
 ) -> dict[str, int]:
-    """Write ``dest`` (see the module docstring); returns the rows per split."""
+    """Write ``dest`` (see the module docstring); returns the rows per split.
+
+    ``dest`` must not exist unless ``overwrite``, and then only as an earlier export's
+    folder (``rfengine.write.owned``); it appears by one rename."""
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} exists; pass --overwrite to replace it")
     if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
         raise InputError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    check_folder(dest, "export", overwrite)
     ds = RichFeedbackDataset(out, threshold=threshold)
     if not ds.with_image:
         raise InputError(f"{out}: no images in the dataset (the images table gave no paths)")
@@ -131,15 +133,12 @@ def export_richhf(
             **{name: datasets.Value("binary") for name in MAP_NAMES.values()},
         }
     )
+    columns = {s: {name: [row[name] for row in rows[s]] for name in features} for s in SPLITS}
     dd = datasets.DatasetDict(
-        {s: datasets.Dataset.from_list(rows[s], features=features) for s in SPLITS}
-    )
-    tmp = dest.with_name(f".{dest.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dd.save_to_disk(str(tmp))
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+        {s: datasets.Dataset.from_dict(columns[s], features=features) for s in SPLITS}
+    )  # by columns: an empty split keeps its features
+    with new_folder(dest, "export", overwrite) as tmp:
+        dd.save_to_disk(str(tmp))
     return {s: len(rows[s]) for s in SPLITS}
 
 

@@ -224,6 +224,54 @@ def _pred_files(pred: Path) -> list[Path]:
     return files
 
 
+#: the first key of a report file: what marks it as written by ``rfengine evaluate``
+GENERATOR = "rfengine evaluate"
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """An ``evaluate`` report as the text ``rfengine evaluate`` prints and writes: valid
+    JSON (a figure that could not be computed is null, never NaN) led by ``generator``.
+
+    >>> print(report_json({"style": {"srcc": float("nan"), "n": 0}}), end="")
+    {
+      "generator": "rfengine evaluate",
+      "style": {
+        "srcc": null,
+        "n": 0
+      }
+    }
+    """
+    doc = {"generator": GENERATOR, **_json_safe(report)}
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            doc = json.loads(fh.read(64 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("generator") == GENERATOR
+
+
+def check_report_target(path: Path, overwrite: bool) -> None:
+    """Refuse ``path`` for a report unless free, or ``overwrite`` and an earlier report."""
+    from rfengine.write.owned import check_file
+
+    check_file(path, overwrite, _is_report, "a report rfengine evaluate wrote")
+
+
 def evaluate(target: str | Path, pred: str | Path, *, threshold: float = 0.5) -> dict[str, Any]:
     """Score predictions against an rfengine output's targets, as RAHF is evaluated.
 

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from rfengine.schema import CRITERIA, TASKS
+from rfengine.write.owned import new_folder
 
 COLOURS = {
     "red": (214, 39, 40),
@@ -217,10 +218,25 @@ def _words(truth: dict, n_tokens: int, kind: str, rng: np.random.Generator) -> l
     return [k for k in picked if k != n_tokens] if len(picked) > 1 else picked
 
 
-def simulate(out: str | Path, n_images: int = 48, seed: int = 0, per_image: int = 12) -> Path:
+def simulate(
+    out: str | Path,
+    n_images: int = 48,
+    seed: int = 0,
+    per_image: int = 12,
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write a simulated campaign to ``out``: images/, images.jsonl, responses.jsonl,
-    truth.jsonl and annotators.jsonl. Same seed, same bytes."""
-    out = Path(out)
+    truth.jsonl and annotators.jsonl. Same seed, same bytes.
+
+    ``out`` must not exist (or be empty) unless ``overwrite``, and then only as an earlier
+    ``simulate`` folder; it appears by one rename (``rfengine.write.owned``)."""
+    with new_folder(out, "simulate", overwrite) as folder:
+        _simulate_into(folder, n_images, seed, per_image)
+    return Path(out)
+
+
+def _simulate_into(out: Path, n_images: int, seed: int, per_image: int) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     pool = make_annotators(max(60, per_image * 3), rng)
@@ -265,7 +281,6 @@ def simulate(out: str | Path, n_images: int = 48, seed: int = 0, per_image: int 
     _write_jsonl(out / "responses.jsonl", [responses[i] for i in order])
     _write_jsonl(out / "truth.jsonl", truths)
     _write_jsonl(out / "annotators.jsonl", [a.__dict__ for a in pool])
-    return out
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -70,8 +70,17 @@ def test_render_panels(demo, tmp_path):
 
 def test_demo_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "thesis.tex").write_text("x")
-    with pytest.raises(FileExistsError, match="not an rfengine demo"):
+    with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
         run_demo(tmp_path, n_images=2, progress=False)
+    with pytest.raises(FileExistsError, match="not written by rfengine demo"):
+        run_demo(tmp_path, n_images=2, progress=False, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]
+
+
+def test_demo_writes_panels_and_replaces_only_its_own(demo):
+    out, _, _ = demo
+    panels = sorted(p.name for p in (out / "render").glob("*.png"))
+    assert panels == [f"sim-{k:04d}.png" for k in range(4)]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
@@ -125,7 +134,7 @@ def test_render_names_never_collide_and_never_overwrite(tmp_path):
     out = save_output(aggregate(c.images_path, c.responses_path), tmp_path / "out")
     assert len({panel_name(i) for i in ids}) == 3
     assert main(["render", str(out), "--out", str(tmp_path / "p")]) == 0
-    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted(panel_name(i) for i in ids)
+    assert sorted(p.name for p in (tmp_path / "p").glob("*.png")) == sorted(map(panel_name, ids))
     assert main(["render", str(out), "--out", str(tmp_path / "p")]) == 1  # never overwrites
     assert main(["render", str(out), "--out", str(tmp_path / "p"), "--overwrite"]) == 0
     assert main(["report", str(out)]) == 0

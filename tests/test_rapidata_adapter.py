@@ -425,8 +425,9 @@ def test_fetch_next_stage_and_aggregate_end_to_end(sim, fake, tmp_path, layout):
     out = tmp_path / "responses.jsonl"
     assert main(["campaign", "fetch", str(camp), "--out", str(out)]) == 0
     first = out.read_bytes()
-    assert main(["campaign", "fetch", str(camp), "--out", str(out)]) == 0
-    assert out.read_bytes() == first  # fetching twice gives the same file
+    assert main(["campaign", "fetch", str(camp), "--out", str(out)]) == 1  # never replaced
+    assert main(["campaign", "fetch", str(camp), "--out", str(tmp_path / "again.jsonl")]) == 0
+    assert (tmp_path / "again.jsonl").read_bytes() == first  # twice gives the same file
     fetched = [json.loads(x) for x in first.decode().splitlines()]
     expected = [r for r in rows if r["task"] in rd.STAGE_ONE] + [
         r for r in rows if r["task"] in located and r["image_id"] in located[r["task"]]["image_ids"]

@@ -18,6 +18,7 @@ from rfengine.campaign.state import Campaign
 from rfengine.errors import InputError
 from rfengine.ingest import Images, read_images
 from rfengine.ingest.rapidata import CoherenceScale, import_rapidata
+from rfengine.ingest.writer import check_responses_target
 from rfengine.pipeline import aggregate
 from rfengine.schema import NO_MISTAKE, POINT_TASKS
 
@@ -237,12 +238,14 @@ def _responses(
     out: Path,
     images: Images,
     coherence_scale: CoherenceScale = "severity",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Download the results of ``records`` (kept beside the campaign file) and convert them
     into a responses file ``out`` through the importer."""
+    check_responses_target(out, overwrite)  # before any download
     folder = campaign.path.with_name(campaign.path.stem + "-results")
     jobs = [(rec["task"], _results(client, rec, folder)) for rec in records]
-    return import_rapidata(images, jobs, out, coherence_scale)
+    return import_rapidata(images, jobs, out, coherence_scale, overwrite=overwrite)
 
 
 def fetch(
@@ -250,12 +253,16 @@ def fetch(
     out: str | Path,
     client: Any = None,
     coherence_scale: CoherenceScale = "severity",
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Download every job's results and write the responses in the engine's format. The
-    same results give the same file."""
+    same results give the same file; an existing ``out`` is replaced only with
+    ``overwrite``, and only if rfengine wrote it (``check_responses_target``)."""
     images = read_images(campaign.state["images"], require_files=False)  # names only
     jobs = campaign.state["jobs"]
-    return _responses(campaign, client or make_client(), jobs, Path(out), images, coherence_scale)
+    client = client or make_client()
+    return _responses(campaign, client, jobs, Path(out), images, coherence_scale, overwrite)
 
 
 def next_stage(
@@ -274,6 +281,7 @@ def next_stage(
     stage_one = [r for r in campaign.state["jobs"] if r["task"] in ("coherence", "alignment")]
     responses = campaign.path.with_name(campaign.path.stem + "-stage1.jsonl")
     images = campaign.images
+    responses.unlink(missing_ok=True)  # this campaign's own intermediate file
     _responses(campaign, client, stage_one, responses, images)
     scores = aggregate(images, responses, device="cpu").scores
     plans = []

@@ -32,12 +32,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from rfengine.errors import InputError, shorten
 from rfengine.ingest.formats import as_float, json_error
 from rfengine.ingest.images import Images
+from rfengine.ingest.writer import check_responses_target, write_responses
 from rfengine.schema import CRITERIA, NO_MISTAKE, TASKS
 
 CoherenceScale = Literal["severity", "coherence"]
@@ -252,16 +250,19 @@ def import_rapidata(
     out: str | Path,
     coherence_scale: CoherenceScale = "severity",
     point_units: PointUnits = "percent",
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Convert Rapidata results files (``task -> results.json``) into one responses file.
 
-    ``out`` ends in .jsonl or .parquet and appears atomically. Returns a summary: rows per
+    ``out`` ends in .jsonl or .parquet and appears atomically; an existing one is refused
+    unless ``overwrite``, and then replaced only if rfengine wrote it
+    (``check_responses_target``). Returns a summary: rows per
     task and the notes of ``convert_results``. Names matching no image are an error listing
     them (up to ten) and their count.
     """
     out = Path(out)
-    if out.suffix.lower() not in (".jsonl", ".parquet"):
-        raise InputError(f"{out}: the responses file must end in .jsonl or .parquet")
+    check_responses_target(out, overwrite)
     pairs = list(jobs.items()) if isinstance(jobs, dict) else list(jobs)
     rows: list[dict] = []
     summary: dict[str, Any] = {"jobs": []}
@@ -286,13 +287,6 @@ def import_rapidata(
                 **{k: v for k, v in notes.items() if k != "unmatched"},
             }
         )
-    tmp = out.with_name(f".{out.name}.partial")
-    if out.suffix.lower() == ".parquet":
-        from rfengine.ingest.responses import SCHEMA
-
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
-    else:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(out)
+    write_responses(rows, out)
     summary["rows"] = len(rows)
     return summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from rfengine.output import as_heatmap, as_word_scores, load_dataset, read_row
 from rfengine.render.overlay import colormap, overlay, panel, prompt_image, word_colours
 from rfengine.render.report import write_report
 from rfengine.schema import HEATMAP_KINDS
+from rfengine.write.owned import is_own_folder, write_atomic, write_mark
 
 __all__ = [
     "colormap",
@@ -53,8 +55,9 @@ def render_output(
     """One PNG panel per image (image, coherence and alignment overlays, coloured prompt).
 
     Needs the dataset's image column (an images table with paths). Files are named by
-    ``panel_name``; an existing one is never replaced unless ``overwrite``. Returns the
-    files.
+    ``panel_name``; an existing one is never replaced unless ``overwrite``. ``dest`` is
+    new, empty, or a folder this function wrote (its mark lists every panel); anything
+    else is refused. Returns the files.
     """
     ds = load_dataset(out)
     if "image" not in ds.column_names:
@@ -65,6 +68,11 @@ def render_output(
     names = {k: panel_name(str(ids[k])) for k in rows}
     if len(set(names.values())) != len(names):  # an id that looks like another's hashed name
         raise InputError(f"{out}: two image ids map to one panel file name; render them apart")
+    if (dest.exists() or dest.is_symlink()) and not is_own_folder(dest, "render"):
+        raise FileExistsError(
+            f"{dest} is not a folder of rfengine render's (it holds other files); "
+            "choose another --out"
+        )
     taken = [n for n in names.values() if (dest / n).exists()]
     if taken and not overwrite:
         raise FileExistsError(
@@ -72,6 +80,7 @@ def render_output(
             "or choose another --out"
         )
     dest.mkdir(parents=True, exist_ok=True)
+    write_mark(dest, "render", planned=names.values())
     files = []
     for k in rows:
         row = read_row(ds, k, out)
@@ -80,9 +89,9 @@ def render_output(
         scores = as_word_scores(row["word_scores"])
         img = panel(row["image"], words, scores, heat, title=str(row["image_id"]))
         path = dest / names[k]
-        tmp = path.with_name(f".{path.name}.partial")
-        img.save(tmp, format="PNG")
-        tmp.replace(path)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        write_atomic(path, buf.getvalue())
         files.append(path)
     return files
 

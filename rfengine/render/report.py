@@ -16,8 +16,11 @@ from rfengine.metrics import recovery
 from rfengine.output import as_heatmap, as_word_scores, load_annotators, load_dataset, read_row
 from rfengine.render.overlay import overlay, word_colours
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
+from rfengine.write.owned import check_file, head_contains, write_atomic
 
 THUMB = 200
+#: what marks a report as rfengine's (``--overwrite`` replaces only such a file)
+REPORT_MARK = b'<meta name="generator" content="rfengine report">'
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -173,8 +176,7 @@ def write_report(
     """
     out = Path(out)
     html_path = Path(html_path) if html_path else out / "report.html"
-    if html_path.exists() and not overwrite:
-        raise FileExistsError(f"{html_path} exists; pass --overwrite or choose another --html")
+    check_file(html_path, overwrite, _is_report, "an rfengine report")
     ds = load_dataset(out)
     manifest = json.loads((out / "manifest.json").read_text())
     rows = [read_row(ds, k, out) for k in range(len(ds))]
@@ -220,13 +222,16 @@ def write_report(
     parts.append(f"<h2>All images ({len(rows)})</h2><div class='grid'>{cards}</div>")
     parts.append(f"<h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>")
     doc = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>rfengine report</title>"
+        f"<!doctype html><html><head><meta charset='utf-8'>{REPORT_MARK.decode()}"
+        "<title>rfengine report</title>"
         f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
     )
-    tmp = html_path.with_name(html_path.name + ".partial")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(html_path)
+    write_atomic(html_path, doc)
     return html_path, figures
+
+
+def _is_report(path: Path) -> bool:
+    return head_contains(path, REPORT_MARK)
 
 
 def _summary(m: dict[str, Any]) -> str:
