@@ -1,6 +1,6 @@
 """Annotator quality without given trust: rfengine's estimate vs uniform vs crowd-kit.
 
-Simulated campaigns (``rfengine.simulate``) with planted reliable, noisy and spamming
+Simulated campaigns (``rfengine.sim.simulate``) with planted reliable, noisy and spamming
 annotators, plus a share turned *biased* here (every rating shifted down by 1.5 and
 rounded, clicks and words untouched); the given trust is removed. Side by side in one run:
 
@@ -37,8 +37,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from rfengine import aggregate, load_dataset, save_output
-from rfengine.metrics import recovery
-from rfengine.simulate import read_truth, simulate
+from rfengine.sim.simulate import read_truth, simulate
+from rfengine.train.metrics import recovery
 
 CRITERIA = ("style", "coherence", "alignment")
 BIASED_SHARE = 0.15

@@ -17,8 +17,8 @@ from pathlib import Path
 import datasets
 
 from rfengine import aggregate, load_dataset, save_output
-from rfengine.metrics import recovery
-from rfengine.simulate import read_truth, simulate
+from rfengine.sim.simulate import read_truth, simulate
+from rfengine.train.metrics import recovery
 
 KEYS = (
     "coherence_peak_distance",

@@ -4,10 +4,10 @@
     python examples/train_reward_model.py rfengine-demo/aggregate [--steps 600] [--seed 0]
 
 A few conv layers (no pretrained backbone, CPU-friendly) predict both heatmaps and the three
-scores from the image, trained through ``rfengine.data.RichFeedbackDataset``: maps by KL to
+scores from the image, trained through ``rfengine.train.dataset.RichFeedbackDataset``: maps by KL to
 the target distribution, scores and map peaks by MSE, with the 8 rotations/flips as
 augmentation. The last quarter of the images (by dataset order) is held out. Held-out
-predictions are written as safetensors and scored by ``rfengine.metrics.evaluate`` before and
+predictions are written as safetensors and scored by ``rfengine.train.metrics.evaluate`` before and
 after training; the script prints both reports and exits 0.
 
 What it can learn from the demo: where the defects are (both maps) and the coherence score
@@ -30,9 +30,9 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from rfengine.data import RichFeedbackDataset, collate
-from rfengine.metrics import evaluate
 from rfengine.schema import HEATMAP_KINDS
+from rfengine.train.dataset import RichFeedbackDataset, collate
+from rfengine.train.metrics import evaluate
 
 IMAGE = (64, 64)
 MAPS = (32, 32)
@@ -89,7 +89,7 @@ def predict(
     model: TinyRewardModel, data: RichFeedbackDataset, rows: list[int], folder: Path
 ) -> Path:
     """Held-out predictions as safetensors, one file per target map size (the targets'
-    native sizes may differ), for ``rfengine.metrics.evaluate``."""
+    native sizes may differ), for ``rfengine.train.metrics.evaluate``."""
     model.eval()
     groups: dict[tuple[int, int], dict[str, list]] = {}
     with torch.no_grad():

@@ -4,11 +4,13 @@
 ``splat`` (the batched product of max-normalised maps); ``segment`` for the ratings and
 words.
 
-No I/O and no configuration here; results stay on the inputs' device.
+No I/O and no configuration here; results stay on the inputs' device. The kernels import
+nothing of rfengine (relative imports only), so that they can be read, tested and reused
+alone.
 """
 
-from rfengine.kernels.peaks import annotator_peaks, tile_candidates, tile_maxima
-from rfengine.kernels.profiles import (
+from .peaks import MAX_POINTS, annotator_peaks, tile_candidates, tile_maxima
+from .profiles import (
     MIN_EXPONENT,
     SIGMA_FRACTION,
     discrete_kernel_radius,
@@ -16,10 +18,11 @@ from rfengine.kernels.profiles import (
     reflected_kernel_profiles,
     sigma_px,
 )
-from rfengine.kernels.segment import concat_ranges, segment_sum, weighted_moments
-from rfengine.kernels.splat import Preset, pack_columns, splat_heatmaps
+from .segment import concat_ranges, segment_sum, weighted_moments
+from .splat import Preset, pack_columns, splat_heatmaps
 
 __all__ = [
+    "MAX_POINTS",
     "MIN_EXPONENT",
     "SIGMA_FRACTION",
     "Preset",

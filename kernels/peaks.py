@@ -10,10 +10,14 @@ of the factor tensors (``kernels.profiles``), on their device.
 from __future__ import annotations
 
 import torch
-from rfengine.kernels.profiles import MIN_EXPONENT
 from torch import Tensor
 
-from rfengine.schema import MAX_POINTS
+from .profiles import MIN_EXPONENT
+
+#: points per annotator that the kernels' slots hold: the interchange format's cap
+#: (``rfengine.schema.MAX_POINTS``; ``tests/test_layout.py`` checks that they agree)
+MAX_POINTS = 3
+
 
 #: half-width of the window of the peak search's steps after the first
 _WINDOW = 2

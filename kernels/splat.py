@@ -18,8 +18,10 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import torch
-from rfengine.kernels.peaks import annotator_peaks, tile_candidates, tile_maxima
-from rfengine.kernels.profiles import (
+from torch import Tensor
+
+from .peaks import MAX_POINTS, annotator_peaks, tile_candidates, tile_maxima
+from .profiles import (
     MIN_EXPONENT,
     Scratch,
     discrete_kernel_radius,
@@ -29,9 +31,6 @@ from rfengine.kernels.profiles import (
     scratch_buffer,
     sigma_px,
 )
-from torch import Tensor
-
-from rfengine.schema import MAX_POINTS
 
 Preset = Literal["default", "rapidata-2025"]
 

@@ -1,8 +1,18 @@
 """rfengine: aggregation of rich human feedback on text-to-image generation.
 
-The data flow, module by module: ``ingest`` (read and validate) -> ``pipeline`` (partition,
-stages) -> ``aggregate`` (batch into tensors) -> ``kernels`` (splat, segment reductions) ->
-``result`` -> ``write`` (dataset, targets, manifest) -> ``output`` (load it back).
+The layout is the data flow; each folder imports only the ones below it::
+
+    cli/                  the command line: parsing and reporting only
+    sim/                  simulated campaigns with a known truth, the demo
+    frontends/            annotation services (rapidata/), campaign config and file
+    render/               overlays, panels, the HTML report
+    run/                  aggregate / aggregate_to_disk: plan, stages, engines (local, Ray)
+    train/                torch Dataset, RichHF export, RAHF metrics and evaluate
+    store/                work folder, writing rule, dataset, targets, manifest, load
+    aggregation/          scores, words, heatmaps, trust, reliability, result types
+    ingest/               images table, responses: parse, validate, stream
+    kernels/              pure tensor functions (rfengine.kernels; imports nothing of ours)
+    options, schema, errors   the ground: frozen options, the format's names, error types
 
 >>> import rfengine
 >>> result = rfengine.aggregate("images.jsonl", ["responses.jsonl"])  # doctest: +SKIP
@@ -10,17 +20,76 @@ stages) -> ``aggregate`` (batch into tensors) -> ``kernels`` (splat, segment red
 >>> rfengine.load_output("out/").dataset                                # doctest: +SKIP
 """
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import warnings
+
+from rfengine.aggregation.result import AggregationResult, Scores, WordScores
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, Responses, read_images, read_responses
 from rfengine.options import AggregateOptions, Engine
-from rfengine.output import Output, load_annotators, load_dataset, load_output
-from rfengine.pipeline import aggregate, aggregate_to_disk
-from rfengine.result import AggregationResult, Scores, WordScores
+from rfengine.run.pipeline import aggregate, aggregate_to_disk
 from rfengine.schema import CRITERIA, HEATMAP_KINDS, MAX_POINTS, TASKS, Task
-from rfengine.write import save_output
-from rfengine.write.targets import Shard, load_targets
+from rfengine.store import save_output
+from rfengine.store.load import Output, load_annotators, load_dataset, load_output
+from rfengine.store.targets import Shard, load_targets
 
 __version__ = "0.1.0"
+
+#: modules that moved in 0.1 (one package per stage); the old names still import, with a
+#: DeprecationWarning, until 0.2
+MOVED = {
+    "rfengine.campaign": "rfengine.frontends.rapidata",
+    "rfengine.campaign.config": "rfengine.frontends.config",
+    "rfengine.campaign.plan": "rfengine.frontends.rapidata.plan",
+    "rfengine.campaign.service": "rfengine.frontends.rapidata.service",
+    "rfengine.campaign.state": "rfengine.frontends.state",
+    "rfengine.data": "rfengine.train.dataset",
+    "rfengine.demo": "rfengine.sim.demo",
+    "rfengine.distributed": "rfengine.run.ray",
+    "rfengine.export": "rfengine.train.richhf",
+    "rfengine.ingest.rapidata": "rfengine.frontends.rapidata.importer",
+    "rfengine.metrics": "rfengine.train.metrics",
+    "rfengine.output": "rfengine.store.load",
+    "rfengine.partition": "rfengine.run.stages",
+    "rfengine.pipeline": "rfengine.run.pipeline",
+    "rfengine.quality": "rfengine.aggregation.trust",
+    "rfengine.reliability": "rfengine.aggregation.reliability",
+    "rfengine.result": "rfengine.aggregation.result",
+    "rfengine.simulate": "rfengine.sim.simulate",
+    "rfengine.write": "rfengine.store",
+    "rfengine.write.dataset": "rfengine.store.dataset",
+    "rfengine.write.files": "rfengine.store.files",
+    "rfengine.write.manifest": "rfengine.store.manifest",
+    "rfengine.write.owned": "rfengine.store.owned",
+    "rfengine.write.targets": "rfengine.store.targets",
+    "rfengine.write.work": "rfengine.store.work",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import an old module name as the module it moved to (the same module object)."""
+
+    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201
+        if name in MOVED:
+            return importlib.machinery.ModuleSpec(name, self)
+        return None
+
+    def create_module(self, spec):  # noqa: ANN001, ANN201
+        warnings.warn(
+            f"{spec.name} moved to {MOVED[spec.name]}; the old name goes in rfengine 0.2",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module(MOVED[spec.name])
+
+    def exec_module(self, module) -> None:  # noqa: ANN001
+        pass
+
+
+sys.meta_path.append(_MovedModules())
 
 __all__ = [
     "CRITERIA",

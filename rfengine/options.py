@@ -24,7 +24,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from rfengine.kernels import Preset
+#: the heatmap definitions (``kernels.splat_heatmaps``' ``preset``; tests/test_layout.py
+#: checks that the two lists agree)
+Preset = Literal["default", "rapidata-2025"]
+
 
 OnError = Literal["fail", "skip"]
 Weights = Literal["trust", "uniform", "estimate"]
@@ -179,7 +182,7 @@ class AggregateOptions:
         on_error: ``"fail"`` on the first bad row, or ``"skip"`` bad rows into rejections.
         weights: ``"trust"`` (each response's weight), ``"uniform"`` (all 1) or
             ``"estimate"`` (each annotator's trust estimated from the data, see
-            ``rfengine.quality``).
+            ``rfengine.aggregation.trust``).
         prior: where ``"estimate"`` starts: ``"trust"`` (the given weights) or
             ``"uniform"`` (1.0 for everyone).
         reliability: also compute each heatmap kind's split-half reliability per image.

@@ -217,7 +217,7 @@ def cli_aggregate(images: Path, responses: list[Path], out: Path, *extra: str) -
 def interrupt_at_partition(monkeypatch, at: int) -> None:
     """Make the local engine raise KeyboardInterrupt when it starts computing partition
     ``at`` (the ones before it finish and are recorded), as a Ctrl-C would."""
-    import rfengine.pipeline as pipeline
+    import rfengine.run.pipeline as pipeline
 
     real = pipeline._compute_part
 

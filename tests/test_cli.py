@@ -130,7 +130,7 @@ def test_bad_option_values_are_usage_errors(campaign, tmp_path, capsys, extra):
 
 
 def test_unwritable_output_is_one_line(campaign, tmp_path, capsys, monkeypatch):
-    import rfengine.write.work as work
+    import rfengine.store.work as work
 
     def full(self, ready, overwrite):
         raise OSError(28, "No space left on device", str(self.out))
@@ -143,7 +143,7 @@ def test_unwritable_output_is_one_line(campaign, tmp_path, capsys, monkeypatch):
 
 
 def test_a_bug_is_not_disguised_as_bad_input(campaign, tmp_path, capsys, monkeypatch):
-    import rfengine.partition as partition
+    import rfengine.run.stages as partition
 
     def bug(*a, **k):
         raise ValueError("an internal invariant broke")

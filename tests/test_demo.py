@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from rfengine.cli import main
-from rfengine.demo import run_demo
+from rfengine.sim.demo import run_demo
 
 
 @pytest.fixture(scope="module")

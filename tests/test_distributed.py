@@ -99,7 +99,7 @@ def test_resume_on_ray_reuses_a_local_run(inputs, tmp_path, monkeypatch):
     state = json.loads((tmp_path / ".out.rfengine-work" / "progress.json").read_text())
     assert sorted(state["parts"]) == ["0", "1"]
     monkeypatch.undo()
-    import rfengine.distributed as distributed
+    import rfengine.run.ray as distributed
 
     real_task, seen = distributed._aggregate_task, tmp_path / "seen"
     seen.mkdir()

@@ -29,8 +29,14 @@ def _graph() -> dict[str, set[str]]:
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the module's package, up level - 1 floors
+                    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                    for _ in range(node.level - 1):
+                        package = package.rpartition(".")[0]
+                    base = ".".join(p for p in (package, node.module) if p)
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
             for t in targets:
                 # the deepest module the import names (``from pkg import mod`` names mod)
                 while t and t not in mods:
@@ -66,8 +72,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_graph_sees_the_package():
     graph = _graph()
-    assert "rfengine.write.targets" in graph["rfengine.output"]
-    assert "rfengine.schema" in graph["rfengine.kernels.splat"]
+    assert "rfengine.store.targets" in graph["rfengine.store.load"]
+    assert "rfengine.kernels.peaks" in graph["rfengine.kernels.splat"]  # a relative import
 
 
 def test_no_import_cycle():

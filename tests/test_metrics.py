@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from rfengine.metrics import peak_position, rank_correlation
+from rfengine.train.metrics import peak_position, rank_correlation
 
 values = st.lists(st.integers(1, 5) | st.floats(-10, 10, allow_nan=False), min_size=3, max_size=40)
 

@@ -8,7 +8,7 @@ import pytest
 from fixtures import make_rows, same_tensor, write_csv, write_jsonl, write_parquet
 from safetensors.torch import load_file
 
-import rfengine.pipeline as pipeline
+import rfengine.run.pipeline as pipeline
 from rfengine import InputError, aggregate, aggregate_to_disk, save_output
 
 

@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 from reference import ref_default_heatmap
 
 from rfengine import aggregate, aggregate_to_disk, save_output
-from rfengine.aggregate import annotator_halves
+from rfengine.aggregation.compute import annotator_halves
+from rfengine.aggregation.trust import FLOOR, concat, estimate_trust, evidence
 from rfengine.cli import main
 from rfengine.ingest import read_images
 from rfengine.ingest.responses import ResponseReader
-from rfengine.metrics import recovery
-from rfengine.output import load_dataset
-from rfengine.quality import FLOOR, concat, estimate_trust, evidence
-from rfengine.simulate import read_truth, simulate
+from rfengine.sim.simulate import read_truth, simulate
+from rfengine.store.load import load_dataset
+from rfengine.train.metrics import recovery
 
 RATINGS = ("style", "coherence", "alignment")
 POINTS = ("coherence_points", "alignment_points")
@@ -287,7 +287,7 @@ def test_streaming_equals_in_memory_and_resumes(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(camp.images_path, camp.responses_path, disk, memory_budget="40KB", **args)
     monkeypatch.undo()
-    import rfengine.partition as partition
+    import rfengine.run.stages as partition
 
     monkeypatch.setattr(
         partition, "estimate_trust", lambda *a: pytest.fail("the estimate should be reused")

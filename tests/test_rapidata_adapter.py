@@ -36,10 +36,10 @@ from rapidata.rapidata_client.job.rapidata_job_definition import (  # noqa: E402
 from rapidata.rapidata_client.job.rapidata_job_manager import RapidataJobManager  # noqa: E402
 
 from rfengine import campaign as rd  # noqa: E402
-from rfengine.campaign import service  # noqa: E402
 from rfengine.cli import main  # noqa: E402
 from rfengine.errors import InputError  # noqa: E402
-from rfengine.simulate import simulate  # noqa: E402
+from rfengine.frontends.rapidata import service  # noqa: E402
+from rfengine.sim.simulate import simulate  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

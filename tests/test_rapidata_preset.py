@@ -15,7 +15,7 @@ from reference import ref_rapidata_heatmap
 
 from rfengine import aggregate, aggregate_to_disk, load_output, save_output
 from rfengine.cli import main
-from rfengine.write.dataset import PUBLISHED_ORDER
+from rfengine.store.dataset import PUBLISHED_ORDER
 
 SIZES = [(256, 256), (200, 120), (97, 131)]  # (W, H)
 PROMPT = "a red car beside two green trees"

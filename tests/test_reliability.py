@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rfengine import aggregate, aggregate_to_disk, save_output
-from rfengine.reliability import coincidences, krippendorff_alpha, pair_counts
+from rfengine.aggregation.reliability import coincidences, krippendorff_alpha, pair_counts
 from rfengine.schema import CRITERIA
 
 krippendorff = pytest.importorskip("krippendorff", reason="the test extra's krippendorff package")

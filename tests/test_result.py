@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rfengine.result import Heatmaps
+from rfengine.aggregation.result import Heatmaps
 
 
 def _heatmaps() -> tuple[Heatmaps, np.ndarray, np.ndarray]:

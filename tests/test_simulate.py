@@ -1,7 +1,7 @@
 import json
 
 from rfengine import read_images, read_responses
-from rfengine.simulate import make_annotators, read_truth, simulate
+from rfengine.sim.simulate import make_annotators, read_truth, simulate
 
 
 def test_deterministic_for_a_seed(tmp_path):

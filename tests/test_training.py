@@ -17,10 +17,9 @@ from scipy.stats import pearsonr, spearmanr
 from torch.utils.data import DataLoader
 
 from rfengine import load_output
-from rfengine.data import IGNORE_INDEX, RichFeedbackDataset, collate
-from rfengine.demo import run_demo
-from rfengine.export import export_richhf, richhf_prompts
-from rfengine.metrics import (
+from rfengine.sim.demo import run_demo
+from rfengine.train.dataset import IGNORE_INDEX, RichFeedbackDataset, collate
+from rfengine.train.metrics import (
     click_fixations,
     evaluate,
     map_auc_judd,
@@ -29,6 +28,7 @@ from rfengine.metrics import (
     map_nss,
     map_sim,
 )
+from rfengine.train.richhf import export_richhf, richhf_prompts
 
 ROOT = Path(__file__).parent.parent
 
@@ -300,7 +300,7 @@ def test_training_example_improves_held_out_heatmaps_and_coherence_srcc(tmp_path
     independently of the image) and alignment (needs the prompt) are not asserted: an
     image-only model has nothing to learn there."""
     from rfengine import aggregate_to_disk
-    from rfengine.simulate import simulate
+    from rfengine.sim.simulate import simulate
 
     camp = simulate(tmp_path / "c", n_images=160, seed=1)
     aggregate_to_disk(

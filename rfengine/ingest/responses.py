@@ -743,7 +743,7 @@ def read_responses(
     counts. With ``on_error="fail"`` the first bad row found raises an InputError naming its
     file, line and field; with ``"skip"`` bad rows are returned as rejections. A (image,
     annotator, task) seen twice keeps its first occurrence and rejects the later ones.
-    For inputs larger than memory, ``rfengine.pipeline`` streams the same steps.
+    For inputs larger than memory, ``rfengine.run.pipeline`` streams the same steps.
     """
     reader = ResponseReader(paths, images, on_error)
     rejected: list[Rejection] = []

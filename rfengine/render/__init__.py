@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rfengine.errors import InputError
-from rfengine.output import as_heatmap, as_word_scores, load_dataset, read_row
 from rfengine.render.overlay import colormap, overlay, panel, prompt_image, word_colours
 from rfengine.render.report import write_report
 from rfengine.schema import HEATMAP_KINDS
-from rfengine.write.owned import is_own_folder, write_atomic, write_mark
+from rfengine.store.load import as_heatmap, as_word_scores, load_dataset, read_row
+from rfengine.store.owned import is_own_folder, write_atomic, write_mark
 
 __all__ = [
     "colormap",

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from rfengine.metrics import recovery
-from rfengine.output import as_heatmap, as_word_scores, load_annotators, load_dataset, read_row
 from rfengine.render.overlay import overlay, word_colours
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
-from rfengine.write.owned import check_file, head_contains, write_atomic
+from rfengine.store.load import as_heatmap, as_word_scores, load_annotators, load_dataset, read_row
+from rfengine.store.owned import check_file, head_contains, write_atomic
+from rfengine.train.metrics import recovery
 
 THUMB = 200
 #: what marks a report as rfengine's (``--overwrite`` replaces only such a file)
@@ -167,7 +167,7 @@ def write_report(
     """Write the HTML report of output folder ``out``; returns its path and the figures.
 
     With ``truth`` (a simulated campaign's truth.jsonl, read by
-    ``rfengine.simulate.read_truth``) the report has recovery figures; with ``baseline``
+    ``rfengine.sim.simulate.read_truth``) the report has recovery figures; with ``baseline``
     (another output of the same responses, e.g. ``--weights uniform``, or several as
     ``{name: folder}``) they are compared, and figures are keyed by ``"trust"`` (``out``)
     and each baseline's name (a single folder: ``"uniform"``). Outputs with

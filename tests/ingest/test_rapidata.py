@@ -6,7 +6,7 @@ from PIL import Image
 
 from rfengine import InputError, read_images
 from rfengine.cli import main
-from rfengine.ingest.rapidata import import_rapidata
+from rfengine.frontends.rapidata.importer import import_rapidata
 from rfengine.schema import TASKS
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from rfengine import aggregate, load_targets, save_output
 from rfengine.schema import CRITERIA
-from rfengine.write import sha256
+from rfengine.store import sha256
 
 PUBLISHED = [
     "image",
@@ -132,7 +132,7 @@ def test_manifest(saved):
 def test_failed_write_leaves_no_output(tmp_path, monkeypatch):
     c = make_campaign(tmp_path, n_images=4, seed=1)
     res = aggregate(c.images_path, c.responses_path)
-    import rfengine.write as w
+    import rfengine.store.save as w
 
     def boom(*a, **k):
         raise RuntimeError("disk full")

@@ -1,4 +1,4 @@
-"""One writing rule for every command that writes (rfengine.write.owned): a target that
+"""One writing rule for every command that writes (rfengine.store.owned): a target that
 exists is refused unless --overwrite, and --overwrite replaces only what the same command
 wrote. Each case puts a user's file where a command writes and checks it survives."""
 
@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from rfengine import load_output
 from rfengine.cli import main
-from rfengine.write.owned import MARK, check_folder, new_folder, write_mark
+from rfengine.store.owned import MARK, check_folder, new_folder, write_mark
 
 
 def digest(folder: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ from fixtures import make_campaign, write_jsonl
 from PIL import Image
 
 from rfengine import InputError, aggregate, aggregate_to_disk, save_output
-from rfengine.write import WorkDir
+from rfengine.store import WorkDir
 
 
 @pytest.fixture
@@ -62,9 +62,9 @@ def test_one_run_at_a_time(campaign, tmp_path):
 #: be killed (the hooks wrap the real stages; nothing in the package knows about them)
 CHILD = """
 import sys, time
-import rfengine.pipeline as pipeline
+import rfengine.run.pipeline as pipeline
 from rfengine.cli import main
-from rfengine.write.work import WorkDir
+from rfengine.store.work import WorkDir
 
 stage = sys.argv[1]
 
@@ -157,7 +157,7 @@ def test_two_runs_write_the_same_bytes(campaign, tmp_path):
 
 
 def test_resume_notices_a_changed_image_file(tmp_path, monkeypatch, capsys):
-    import rfengine.pipeline as pipeline
+    import rfengine.run.pipeline as pipeline
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -184,7 +184,7 @@ def test_shard_headers_are_reproducible_for_any_id(tmp_path):
     import torch
     from safetensors import safe_open
 
-    from rfengine.write.targets import save_shard
+    from rfengine.store.targets import save_shard
 
     ids = json.dumps(['é\u0001\u2028"q\\', "\x7f", "a/b", "日本"], ensure_ascii=False)
     meta = {"image_ids": ids, "b": "1", "a": "2", "format": "x"}

@@ -17,16 +17,16 @@ another process or machine. Credentials come only through rapidata's own mechani
 (``RAPIDATA_CLIENT_ID`` / ``RAPIDATA_CLIENT_SECRET``, ``~/.config/rapidata/credentials.json``
 or its browser login); nothing secret is written to the campaign file, logs or errors.
 Results keys read for locate (``location``) and select-words (``selectedWords``) are those
-of ``rfengine.ingest.rapidata``, the one place to change if the service's differ.
+of ``rfengine.frontends.rapidata.importer``, the one place to change if the service's differ.
 
 Modules: ``config`` (the seed's jobs and the config file), ``plan`` (what a launch
 creates, without the service), ``state`` (the campaign file), ``service`` (the calls to
 rapidata).
 """
 
-from rfengine.campaign.config import SEED_CONFIG, STAGE_ONE, STAGE_TWO, load_config
-from rfengine.campaign.plan import plan_job
-from rfengine.campaign.service import (
+from rfengine.frontends.config import SEED_CONFIG, STAGE_ONE, STAGE_TWO, load_config
+from rfengine.frontends.rapidata.plan import plan_job
+from rfengine.frontends.rapidata.service import (
     fetch,
     launch,
     make_client,
@@ -34,7 +34,7 @@ from rfengine.campaign.service import (
     require_rapidata,
     status,
 )
-from rfengine.campaign.state import Campaign
+from rfengine.frontends.state import Campaign
 
 __all__ = [
     "SEED_CONFIG",

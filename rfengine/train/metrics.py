@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from rfengine.errors import InputError
-from rfengine.output import as_heatmap, as_word_scores
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
+from rfengine.store.load import as_heatmap, as_word_scores
 
 
 def peak_position(heat: np.ndarray) -> tuple[float, float]:
@@ -267,7 +267,7 @@ def _is_report(path: Path) -> bool:
 
 def check_report_target(path: Path, overwrite: bool) -> None:
     """Refuse ``path`` for a report unless free, or ``overwrite`` and an earlier report."""
-    from rfengine.write.owned import check_file
+    from rfengine.store.owned import check_file
 
     check_file(path, overwrite, _is_report, "a report rfengine evaluate wrote")
 
@@ -289,7 +289,7 @@ def evaluate(target: str | Path, pred: str | Path, *, threshold: float = 0.5) ->
     """
     from safetensors import safe_open
 
-    from rfengine.output import load_output
+    from rfengine.store.load import load_output
 
     out = load_output(target)
     where = {

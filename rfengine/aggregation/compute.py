@@ -2,7 +2,7 @@
 
 Data flow: ``rfengine.ingest`` (tables -> flat arrays) -> here (group images by output
 size, chunk by a memory budget, pad points) -> ``rfengine.kernels`` (splat, segment
-reductions) -> ``rfengine.result`` (plain data) -> ``rfengine.write``.
+reductions) -> ``rfengine.aggregation.result`` (plain data) -> ``rfengine.store``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rfengine.aggregation.reliability import pair_counts
+from rfengine.aggregation.result import AggregationResult, Heatmaps, Scores, WordScores
 from rfengine.ingest import Images, ReadStats, Responses
 from rfengine.kernels import Preset, concat_ranges, segment_sum, splat_heatmaps, weighted_moments
 from rfengine.options import AggregateOptions
-from rfengine.reliability import pair_counts
-from rfengine.result import AggregationResult, Heatmaps, Scores, WordScores
 from rfengine.schema import CRITERIA, POINT_TASKS, Task, size_key, split_size_key
 
 

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rfengine.errors import InputError, shorten
+from rfengine.frontends.writer import check_responses_target, write_responses
 from rfengine.ingest.formats import as_float, json_error
 from rfengine.ingest.images import Images
-from rfengine.ingest.writer import check_responses_target, write_responses
 from rfengine.schema import CRITERIA, NO_MISTAKE, TASKS
 
 CoherenceScale = Literal["severity", "coherence"]

@@ -1,6 +1,6 @@
 """What an aggregation produces: per-image scores, word scores and heatmaps.
 
-Plain data: the aggregation stage builds these, the writers (``rfengine.write``) read them,
+Plain data: the aggregation stage builds these, the writers (``rfengine.store``) read them,
 and neither imports the other through here.
 """
 
@@ -18,7 +18,7 @@ from rfengine.ingest import Images, ReadStats
 from rfengine.options import AggregateOptions
 
 if TYPE_CHECKING:
-    from rfengine.quality import TrustEstimate
+    from rfengine.aggregation.trust import TrustEstimate
 
 #: the rating scale: ``*_score_norm`` = (score - 1) / 4 by default
 LIKERT_RANGE = (1.0, 5.0)
@@ -214,7 +214,7 @@ class AggregationResult:
     #: per heatmap kind, the clicks: ``(offsets (N + 1,), points (P, 2))``, image k's
     #: ``(x, y)`` fractions being ``points[offsets[k]:offsets[k + 1]]``
     clicks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    #: per criterion, the pair counts of its ratings (``rfengine.reliability.pair_counts``)
+    #: per criterion, the pair counts of its ratings (``aggregation.reliability.pair_counts``)
     rating_pairs: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     #: per criterion, the (lo, hi) that ``*_score_norm`` maps to [0, 1]: the Likert range
     #: (1, 5) unless set (the ``rapidata-2025`` preset: the run's min and max)

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rfengine.data import RichFeedbackDataset, resize_map
 from rfengine.errors import InputError
 from rfengine.schema import HEATMAP_KINDS
-from rfengine.write.owned import check_folder, new_folder
+from rfengine.store.owned import check_folder, new_folder
+from rfengine.train.dataset import RichFeedbackDataset, resize_map
 
 #: RichHF's tokeniser: split on these characters, drop empty tokens
 RICHHF_DELIMITERS = ',.?!":; '
@@ -89,7 +89,7 @@ def export_richhf(
     """Write ``dest`` (see the module docstring); returns the rows per split.
 
     ``dest`` must not exist unless ``overwrite``, and then only as an earlier export's
-    folder (``rfengine.write.owned``); it appears by one rename."""
+    folder (``rfengine.store.owned``); it appears by one rename."""
     dest = Path(dest)
     if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
         raise InputError(f"split fractions must be >= 0 and sum to 1, got {fractions}")

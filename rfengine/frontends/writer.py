@@ -3,7 +3,7 @@
 A responses file is JSON Lines or Parquet (by its extension), written atomically. A Parquet
 file carries rfengine's mark in its schema metadata, so that ``--overwrite`` can tell it
 from a user's; JSON Lines has no room for a mark, so an existing ``.jsonl`` is never
-replaced (``rfengine.write.owned``).
+replaced (``rfengine.store.owned``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rfengine.errors import InputError
-from rfengine.write.owned import check_file, write_atomic
+from rfengine.store.owned import check_file, write_atomic
 
 #: the Parquet schema metadata that marks a responses file as written by rfengine
 MARK = {b"generator": b"rfengine responses"}

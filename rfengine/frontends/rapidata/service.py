@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from rfengine.campaign.config import FORMAT, STAGE_ONE, STAGE_TWO, load_config
-from rfengine.campaign.plan import _datapoints, job_settings, normalise_prompt, plan_job
-from rfengine.campaign.state import Campaign
 from rfengine.errors import InputError
+from rfengine.frontends.config import FORMAT, STAGE_ONE, STAGE_TWO, load_config
+from rfengine.frontends.rapidata.importer import CoherenceScale, import_rapidata
+from rfengine.frontends.rapidata.plan import _datapoints, job_settings, normalise_prompt, plan_job
+from rfengine.frontends.state import Campaign
+from rfengine.frontends.writer import check_responses_target
 from rfengine.ingest import Images, read_images
-from rfengine.ingest.rapidata import CoherenceScale, import_rapidata
-from rfengine.ingest.writer import check_responses_target
-from rfengine.pipeline import aggregate
+from rfengine.run.pipeline import aggregate
 from rfengine.schema import NO_MISTAKE, POINT_TASKS
 
 #: the oldest rapidata with what launch needs: a job definition's validation_set_id and

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from rfengine.schema import CRITERIA, TASKS
-from rfengine.write.owned import new_folder
+from rfengine.store.owned import new_folder
 
 COLOURS = {
     "red": (214, 39, 40),
@@ -230,7 +230,7 @@ def simulate(
     truth.jsonl and annotators.jsonl. Same seed, same bytes.
 
     ``out`` must not exist (or be empty) unless ``overwrite``, and then only as an earlier
-    ``simulate`` folder; it appears by one rename (``rfengine.write.owned``)."""
+    ``simulate`` folder; it appears by one rename (``rfengine.store.owned``)."""
     with new_folder(out, "simulate", overwrite) as folder:
         _simulate_into(folder, n_images, seed, per_image)
     return Path(out)

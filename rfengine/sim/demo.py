@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rfengine.pipeline import aggregate
 from rfengine.render import render_output, write_report
-from rfengine.simulate import read_truth, simulate
-from rfengine.write import save_output
-from rfengine.write.owned import replace_in_place, write_mark
+from rfengine.run.pipeline import aggregate
+from rfengine.sim.simulate import read_truth, simulate
+from rfengine.store import save_output
+from rfengine.store.owned import replace_in_place, write_mark
 
 #: what the demo writes into its folder
 FOLDERS = ("campaign", "aggregate", "aggregate-estimated", "aggregate-unweighted", "render")
@@ -31,7 +31,7 @@ def run_demo(
     overwrite: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Run the whole flow into ``out``: a new folder, or with ``overwrite`` an earlier
-    demo's (and nothing else: ``rfengine.write.owned``).
+    demo's (and nothing else: ``rfengine.store.owned``).
 
     Layout: ``campaign/`` (simulated inputs and truth, and ``responses-no-trust.jsonl``:
     the same responses without their weights), ``aggregate/`` (trust-weighted),

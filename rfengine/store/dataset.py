@@ -13,10 +13,10 @@ from datasets.arrow_writer import ArrowWriter
 from datasets.utils.py_utils import asdict  # the serialisation save_to_disk uses
 
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
-from rfengine.write.files import link_or_copy
+from rfengine.store.files import link_or_copy
 
 if TYPE_CHECKING:
-    from rfengine.result import AggregationResult, Heatmaps
+    from rfengine.aggregation.result import AggregationResult, Heatmaps
 
 
 #: the published dataset's columns in its order (Rapidata/text-2-image-Rich-Human-Feedback)
@@ -36,7 +36,7 @@ PUBLISHED_ORDER = (
 
 
 #: the uncertainty of a score: Kish's effective sample size, the standard error and the
-#: 95% confidence interval (see ``rfengine.result.Scores``)
+#: 95% confidence interval (see ``rfengine.aggregation.result.Scores``)
 UNCERTAINTY = ("n_eff", "se", "ci_low", "ci_high")
 
 

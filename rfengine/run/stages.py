@@ -13,12 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfengine.aggregate import compute, merge_ranges, score_ranges
-from rfengine.errors import Rejection
-from rfengine.ingest import Images, ReadStats, Responses
-from rfengine.ingest.responses import Finished, ResponseReader
-from rfengine.options import AggregateOptions
-from rfengine.quality import (
+from rfengine.aggregation.compute import compute, merge_ranges, score_ranges
+from rfengine.aggregation.result import AggregationResult
+from rfengine.aggregation.trust import (
     Evidence,
     TrustEstimate,
     concat,
@@ -26,8 +23,11 @@ from rfengine.quality import (
     evidence,
     with_weights,
 )
-from rfengine.result import AggregationResult
-from rfengine.write import write_annotators, write_dataset_part, write_rejections, write_targets
+from rfengine.errors import Rejection
+from rfengine.ingest import Images, ReadStats, Responses
+from rfengine.ingest.responses import Finished, ResponseReader
+from rfengine.options import AggregateOptions
+from rfengine.store import write_annotators, write_dataset_part, write_rejections, write_targets
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,10 @@ from safetensors.torch import save_file
 
 from rfengine.errors import InputError
 from rfengine.schema import CRITERIA, HEATMAP_KINDS, size_key, split_size_key
-from rfengine.write.files import link_or_copy
+from rfengine.store.files import link_or_copy
 
 if TYPE_CHECKING:
-    from rfengine.result import AggregationResult
+    from rfengine.aggregation.result import AggregationResult
 
 FORMAT = "rfengine-targets/1"
 SHARD_BYTES = 256 << 20  # heatmap bytes per shard (each is stacked in memory to be saved)

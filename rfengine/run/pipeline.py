@@ -34,13 +34,16 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
-from rfengine.aggregate import score_ranges
+from rfengine.aggregation.compute import score_ranges
+from rfengine.aggregation.reliability import merge_pair_counts, reliability, split_half_summary
+from rfengine.aggregation.result import AggregationResult
+from rfengine.aggregation.trust import TrustEstimate, evidence
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable, table_format
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, Engine, OptionArgs
-from rfengine.partition import (
+from rfengine.run.stages import (
     Plan,
     aggregate_partition,
     bounds_stage,
@@ -48,11 +51,8 @@ from rfengine.partition import (
     trust_stage,
     write_partition,
 )
-from rfengine.quality import TrustEstimate, evidence
-from rfengine.reliability import merge_pair_counts, reliability, split_half_summary
-from rfengine.result import AggregationResult
 from rfengine.schema import CRITERIA
-from rfengine.write import (
+from rfengine.store import (
     WorkDir,
     check_target,
     finalize_dataset,
@@ -60,7 +60,7 @@ from rfengine.write import (
     reporting_work_folder,
     write_rejections,
 )
-from rfengine.write.manifest import build_manifest, describe_input, run_fingerprint
+from rfengine.store.manifest import build_manifest, describe_input, run_fingerprint
 
 #: bytes of memory one response row costs while a partition is aggregated (Arrow columns,
 #: sort and numpy copies, annotator strings), measured with benchmarks/ingest.py
@@ -250,7 +250,7 @@ def aggregate_to_disk(
     otherwise, or when any of those changed, the run starts over and says why.
     One run at a time per ``out`` (a lock beside it); a failed run says where its work
     folder is. ``engine``: ``"local"`` (default) or ``"ray"`` / an ``Engine`` (a Ray
-    cluster, see ``rfengine.distributed``), with identical outputs.
+    cluster, see ``rfengine.run.ray``), with identical outputs.
     """
     opts = AggregateOptions.create(options, **args)
     eng = engine if isinstance(engine, Engine) else Engine.create(engine)
@@ -320,7 +320,7 @@ def _aggregate_to_disk(
         state["per_part"] = plan_partitions(imgs, rows_est, opts)
     plan = Plan(n_img, state["per_part"])
     if engine.name == "ray":
-        from rfengine.distributed import run_on_ray
+        from rfengine.run.ray import run_on_ray
 
         trust = run_on_ray(reader, work, imgs, opts, state, say, timings, engine)
     else:
@@ -528,7 +528,7 @@ def _trust(
     say: _Say,
 ) -> TrustEstimate:
     """The estimate stage (``weights="estimate"``): every partition's evidence (compact,
-    weight-free arrays: ``rfengine.quality``), then the fixed point over all of them. Kept
+    weight-free arrays: ``rfengine.aggregation.trust``), then the fixed point over all of them. Kept
     in the work folder as ``annotators.parquet`` for ``--resume``."""
 
     def gather() -> list:

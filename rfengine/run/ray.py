@@ -33,12 +33,13 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from rfengine.aggregate import score_ranges
+from rfengine.aggregation.compute import score_ranges
+from rfengine.aggregation.trust import TrustEstimate, evidence
 from rfengine.errors import InputError
 from rfengine.ingest import Images
 from rfengine.ingest.responses import KEPT, ResponseReader
 from rfengine.options import AggregateOptions, Engine
-from rfengine.partition import (
+from rfengine.run.stages import (
     Plan,
     aggregate_partition,
     bounds_stage,
@@ -46,11 +47,10 @@ from rfengine.partition import (
     trust_stage,
     write_partition,
 )
-from rfengine.quality import TrustEstimate, evidence
-from rfengine.write import write_rejections
+from rfengine.store import write_rejections
 
 if TYPE_CHECKING:
-    from rfengine.write import WorkDir
+    from rfengine.store import WorkDir
 
 #: retries of a task whose worker died (Ray's own mechanism)
 MAX_RETRIES = 3

@@ -1,7 +1,7 @@
-"""Write: the HF dataset, safetensors targets, manifest and rejections, atomically.
+"""Saving an in-memory result (``save_output``), and the rejections and annotators files.
 
-Outputs are built partition by partition in a work folder beside ``out`` (``work.py``) and
-published by one rename, so that no ``out`` ever looks complete before it is.
+Outputs are built in a work folder beside ``out`` (``work.py``) and published by one
+rename, so that no ``out`` ever looks complete before it is.
 """
 
 from __future__ import annotations
@@ -11,31 +11,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rfengine.reliability import reliability, split_half_summary
-from rfengine.write.dataset import build_table, finalize_dataset, write_dataset_part
-from rfengine.write.manifest import build_manifest, describe_input, run_fingerprint, sha256
-from rfengine.write.targets import finalize_targets, load_targets, write_targets
-from rfengine.write.work import WorkDir, check_target, reporting_work_folder
+from rfengine.aggregation.reliability import reliability, split_half_summary
+from rfengine.store.dataset import finalize_dataset, write_dataset_part
+from rfengine.store.manifest import build_manifest, describe_input, run_fingerprint
+from rfengine.store.targets import finalize_targets, write_targets
+from rfengine.store.work import WorkDir, check_target
 
 if TYPE_CHECKING:
-    from rfengine.quality import TrustEstimate
-    from rfengine.result import AggregationResult
+    from rfengine.aggregation.result import AggregationResult
+    from rfengine.aggregation.trust import TrustEstimate
 
-__all__ = [
-    "WorkDir",
-    "build_table",
-    "check_target",
-    "finalize_dataset",
-    "finalize_targets",
-    "load_targets",
-    "reporting_work_folder",
-    "save_output",
-    "sha256",
-    "write_annotators",
-    "write_dataset_part",
-    "write_rejections",
-    "write_targets",
-]
+__all__ = ["save_output", "write_annotators", "write_rejections"]
 
 
 def write_rejections(rejections, path: Path, mode: str = "w") -> None:

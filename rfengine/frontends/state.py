@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rfengine.campaign.config import FORMAT
 from rfengine.errors import InputError
+from rfengine.frontends.config import FORMAT
 from rfengine.ingest import Images, read_images
 
 

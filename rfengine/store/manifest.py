@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rfengine.write.work import OUTPUT_FORMAT
+from rfengine.store.work import OUTPUT_FORMAT
 
 if TYPE_CHECKING:
     from rfengine.ingest import ReadStats

@@ -1,6 +1,6 @@
 """Reading an rfengine output back: the dataset, the targets and the manifest.
 
-The counterpart of ``rfengine.write``: ``load_output(OUT)`` returns what
+The counterpart of ``rfengine.store``: ``load_output(OUT)`` returns what
 ``save_output``/``aggregate_to_disk`` wrote, and the cell readers turn the dataset's
 columns into arrays.
 """
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from rfengine.errors import InputError
 from rfengine.options import AggregateOptions
 from rfengine.schema import HEATMAP_KINDS
-from rfengine.write.targets import Shard, load_targets
+from rfengine.store.targets import Shard, load_targets
 
 
 @dataclass(frozen=True)

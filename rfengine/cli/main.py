@@ -1,0 +1,87 @@
+"""The ``rfengine`` command line: the parser of every command, and ``main`` (exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+from collections.abc import Sequence
+
+from rfengine.cli.aggregate import add_aggregate
+from rfengine.cli.campaign import add_campaign, add_import
+from rfengine.cli.common import UsageError
+from rfengine.cli.outputs import add_annotators, add_evaluate, add_export, add_render, add_report
+from rfengine.cli.sim import add_demo, add_simulate
+from rfengine.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rfengine",
+        description="Aggregate rich human feedback on text-to-image generation.",
+    )
+    from rfengine import __version__
+
+    parser.add_argument("--version", action="version", version=f"rfengine {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of any error (for bug reports)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_aggregate(sub)
+    add_import(sub)
+    add_simulate(sub)
+    add_render(sub)
+    add_report(sub)
+    add_demo(sub)
+    add_export(sub)
+    add_evaluate(sub)
+    add_annotators(sub)
+    add_campaign(sub)
+    return parser
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a failed file operation: what failed, and on which path."""
+    where = exc.filename if exc.filename is not None else ""
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"{what} (the disk is full; free space or choose another --out)"
+    return f"{where}: {what}" if where else what
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point. Exit codes: 0 done; 1 bad input or a file that cannot be read or
+    written (one line naming it); 2 usage errors (argparse's message); 3 an internal
+    error, i.e. a bug (one line, the traceback with ``--debug``); 130 interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        parser.error(str(exc))  # exits with 2
+    except (InputError, FileExistsError) as exc:
+        if args.debug:
+            raise
+        print(f"rfengine: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"rfengine: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rfengine: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"rfengine: internal error: {type(exc).__name__}: {exc} -- this is a bug, not "
+            "bad input; rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
