@@ -49,7 +49,7 @@ def write_responses(rows: list[dict[str, Any]], out: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from rfengine.ingest.responses import SCHEMA
+        from rfengine.ingest.columns import SCHEMA
 
         tmp = out.with_name(f".{out.name}.partial")
         try:

@@ -40,8 +40,9 @@ from rfengine.aggregation.result import AggregationResult
 from rfengine.aggregation.trust import TrustEstimate, evidence
 from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, ReadStats, read_images
+from rfengine.ingest.columns import KEPT
 from rfengine.ingest.formats import check_readable, table_format
-from rfengine.ingest.responses import KEPT, ResponseReader
+from rfengine.ingest.responses import ResponseReader
 from rfengine.options import AggregateOptions, Engine, OptionArgs
 from rfengine.run.stages import (
     Plan,

@@ -37,7 +37,8 @@ from rfengine.aggregation.compute import score_ranges
 from rfengine.aggregation.trust import TrustEstimate, evidence
 from rfengine.errors import InputError
 from rfengine.ingest import Images
-from rfengine.ingest.responses import KEPT, ResponseReader
+from rfengine.ingest.columns import KEPT
+from rfengine.ingest.responses import ResponseReader
 from rfengine.options import AggregateOptions, Engine
 from rfengine.run.stages import (
     Plan,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from rfengine import aggregate
 from rfengine.cli import main
-from rfengine.ingest.responses import SCHEMA as RESPONSES_SCHEMA
+from rfengine.ingest.columns import SCHEMA as RESPONSES_SCHEMA
 from rfengine.schema import TASKS
 
 FUZZ = settings(
