@@ -217,13 +217,13 @@ def cli_aggregate(images: Path, responses: list[Path], out: Path, *extra: str) -
 def interrupt_at_partition(monkeypatch, at: int) -> None:
     """Make the local engine raise KeyboardInterrupt when it starts computing partition
     ``at`` (the ones before it finish and are recorded), as a Ctrl-C would."""
-    import rfengine.run.pipeline as pipeline
+    import rfengine.run.local as local
 
-    real = pipeline._compute_part
+    real = local.compute_part
 
-    def interrupted(reader, work, imgs, p, *rest):
+    def interrupted(run, p, *rest):
         if p == at:
             raise KeyboardInterrupt
-        return real(reader, work, imgs, p, *rest)
+        return real(run, p, *rest)
 
-    monkeypatch.setattr(pipeline, "_compute_part", interrupted)
+    monkeypatch.setattr(local, "compute_part", interrupted)

@@ -177,7 +177,7 @@ def test_annotator_without_points_counts_as_zero_map(tmp_path):
 
 def test_small_memory_budget_gives_same_result(campaign):
     from rfengine import AggregateOptions, read_images
-    from rfengine.run.pipeline import min_memory_budget
+    from rfengine.run.plan import min_memory_budget
 
     a = aggregate(campaign.images_path, campaign.responses_path, dtype="float32")
     floor = min_memory_budget(read_images(campaign.images_path), a.options)

@@ -101,14 +101,14 @@ def test_resume_on_ray_reuses_a_local_run(inputs, tmp_path, monkeypatch):
     monkeypatch.undo()
     import rfengine.run.ray as distributed
 
-    real_task, seen = distributed._aggregate_task, tmp_path / "seen"
+    real_task, seen = distributed.aggregate_task, tmp_path / "seen"
     seen.mkdir()
 
-    def recording(*a):  # runs in a Ray worker: it leaves a file per partition it computes
-        (seen / str(a[8])).touch()
-        return real_task(*a)
+    def recording(spec, opts, trust, task, *pieces):  # in a Ray worker: a file per partition
+        (seen / str(task.p)).touch()
+        return real_task(spec, opts, trust, task, *pieces)
 
-    monkeypatch.setattr(distributed, "_aggregate_task", recording)
+    monkeypatch.setattr(distributed, "aggregate_task", recording)
     aggregate_to_disk(
         ip, files, out, memory_budget="200KB", heatmap_size="24x24", on_error="skip",
         resume=True, engine="ray",

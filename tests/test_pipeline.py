@@ -8,6 +8,7 @@ import pytest
 from fixtures import make_rows, same_tensor, write_csv, write_jsonl, write_parquet
 from safetensors.torch import load_file
 
+import rfengine.run.local as local
 import rfengine.run.pipeline as pipeline
 from rfengine import InputError, aggregate, aggregate_to_disk, save_output
 
@@ -100,16 +101,16 @@ def test_rejections_are_counted_across_partitions(inputs, tmp_path):
 def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
     root, ip, sorted_path, files = inputs
     out = tmp_path / "out"
-    real = pipeline._compute_part
+    real = local.compute_part
     calls = []
 
-    def flaky(reader, work, imgs, p, *rest):
+    def flaky(run, p, *rest):
         calls.append(p)
         if p == 2:
             raise KeyboardInterrupt  # interrupted in the middle of the third partition
-        return real(reader, work, imgs, p, *rest)
+        return real(run, p, *rest)
 
-    monkeypatch.setattr(pipeline, "_compute_part", flaky)
+    monkeypatch.setattr(local, "compute_part", flaky)
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(ip, files, out, memory_budget="200KB")
     assert not out.exists() and (tmp_path / ".out.rfengine-work" / "progress.json").exists()
@@ -117,8 +118,8 @@ def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
     def no_partition(*a, **k):
         raise AssertionError("the partition stage should have been reused")
 
-    monkeypatch.setattr(pipeline, "_compute_part", lambda *a: calls.append(a[3]) or real(*a))
-    monkeypatch.setattr(pipeline, "_partition", no_partition)
+    monkeypatch.setattr(local, "compute_part", lambda *a: calls.append(a[1]) or real(*a))
+    monkeypatch.setattr(local, "read_partitions", no_partition)
     calls.clear()
     aggregate_to_disk(ip, files, out, memory_budget="200KB", resume=True)
     assert calls[0] == 2  # partitions 0 and 1 were reused
@@ -129,9 +130,7 @@ def test_resume_reuses_finished_work(inputs, tmp_path, monkeypatch):
 def test_resume_with_changed_inputs_starts_over(inputs, tmp_path, monkeypatch, capsys):
     root, ip, sorted_path, files = inputs
     out = tmp_path / "out"
-    monkeypatch.setattr(
-        pipeline, "_compute_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
-    )
+    monkeypatch.setattr(local, "compute_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(ip, files, out, memory_budget="200KB")
     monkeypatch.undo()

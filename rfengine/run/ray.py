@@ -25,33 +25,32 @@ only the partitions not recorded as finished.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
 from rfengine.aggregation.compute import score_ranges
-from rfengine.aggregation.trust import TrustEstimate, evidence
+from rfengine.aggregation.trust import Evidence, TrustEstimate, evidence
 from rfengine.errors import InputError
 from rfengine.ingest import Images
 from rfengine.ingest.columns import KEPT
 from rfengine.ingest.responses import ResponseReader
 from rfengine.options import AggregateOptions, Engine
+from rfengine.run.plan import Plan
 from rfengine.run.stages import (
-    Plan,
     aggregate_partition,
     bounds_stage,
     partition_responses,
     trust_stage,
     write_partition,
 )
+from rfengine.run.state import PartRecord, Run
 from rfengine.store import write_rejections
-
-if TYPE_CHECKING:
-    from rfengine.store import WorkDir
+from rfengine.store.work import WorkFiles
 
 #: retries of a task whose worker died (Ray's own mechanism)
 MAX_RETRIES = 3
@@ -107,83 +106,91 @@ def _read_file(paths: list[Path], images: Images, on_error: str, fi: int, plan: 
     return (reader.stats.files[fi], reader.where[fi], rejected, *tables)
 
 
-def _reader(paths: list[Path], images: Images, on_error: str, wheres: list) -> ResponseReader:
-    reader = ResponseReader(paths, images, on_error)
-    reader.where = list(wheres)
-    return reader
+@dataclass(frozen=True)
+class ReaderSpec:
+    """What a task needs to rebuild the driver's reader: the responses files, the images,
+    the error policy and each file's position table from the read stage."""
+
+    paths: list[Path]
+    images: Images
+    on_error: str
+    wheres: list
+
+    def reader(self) -> ResponseReader:
+        reader = ResponseReader(self.paths, self.images, self.on_error)
+        reader.where = list(self.wheres)
+        return reader
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One partition's aggregate task: where it writes, the run's norm bounds, whether it
+    runs on a GPU, and its images ``lo:hi``."""
+
+    files: WorkFiles
+    bounds: dict | None
+    on_gpu: bool
+    p: int
+    lo: int
+    hi: int
 
 
 def _partition_rows(pieces: tuple[pa.Table, ...]) -> pa.Table:
     return pa.concat_tables(pieces) if pieces else KEPT.empty_table()
 
 
-def _evidence_task(
-    paths: list[Path], images: Images, on_error: str, wheres: list, lo: int, hi: int, *pieces
-):
-    reader = _reader(paths, images, on_error, wheres)
-    resp, _ = partition_responses(reader, _partition_rows(pieces), lo)
-    return evidence(images.subset(lo, hi), resp, lo)
+def _evidence_task(spec: ReaderSpec, lo: int, hi: int, *pieces: pa.Table) -> Evidence:
+    resp, _ = partition_responses(spec.reader(), _partition_rows(pieces), lo)
+    return evidence(spec.images.subset(lo, hi), resp, lo)
 
 
 def _bounds_task(
-    paths: list[Path],
-    images: Images,
+    spec: ReaderSpec,
     opts: AggregateOptions,
-    wheres: list,
     trust: TrustEstimate | None,
     lo: int,
     hi: int,
-    *pieces,
-):
-    reader = _reader(paths, images, opts.on_error, wheres)
-    resp, _ = partition_responses(reader, _partition_rows(pieces), lo, trust)
-    return score_ranges(images.subset(lo, hi), resp, opts)
+    *pieces: pa.Table,
+) -> dict[str, tuple[float, float]]:
+    resp, _ = partition_responses(spec.reader(), _partition_rows(pieces), lo, trust)
+    return score_ranges(spec.images.subset(lo, hi), resp, opts)
 
 
-def _aggregate_task(
-    paths: list[Path],
-    images: Images,
+def aggregate_task(
+    spec: ReaderSpec,
     opts: AggregateOptions,
-    wheres: list,
-    folder: Path,
-    bounds: dict | None,
     trust: TrustEstimate | None,
-    on_gpu: bool,
-    p: int,
-    lo: int,
-    hi: int,
-    *pieces,
-) -> dict[str, Any]:
-    if on_gpu and torch.cuda.is_available():
+    task: PartTask,
+    *pieces: pa.Table,
+) -> PartRecord:
+    """The aggregate and write stages of one partition, as a Ray task."""
+    if task.on_gpu and torch.cuda.is_available():
         opts = replace(opts, device=torch.device("cuda"))
-    reader = _reader(paths, images, opts.on_error, wheres)
     result, rejected = aggregate_partition(
-        reader, _partition_rows(pieces), images, lo, hi, opts, norm_bounds=bounds, trust=trust
+        spec.reader(),
+        _partition_rows(pieces),
+        spec.images,
+        task.lo,
+        task.hi,
+        opts,
+        norm_bounds=task.bounds,
+        trust=trust,
     )
-    return write_partition(folder, p, result, rejected, opts)
+    return write_partition(task.files, task.p, result, rejected, opts)
 
 
 # ------------------------------------------------------------------------------ driver
 
 
-def run_on_ray(
-    reader: ResponseReader,
-    work: WorkDir,
-    imgs: Images,
-    opts: AggregateOptions,
-    state: dict[str, Any],
-    say: Any,
-    timings: dict[str, float],
-    engine: Engine,
-) -> TrustEstimate | None:
+def run_on_ray(run: Run, engine: Engine) -> TrustEstimate | None:
     """The read, estimate and aggregate stages as Ray tasks (see the module docstring).
-    Fills ``state`` (``read_stats``, ``parts``) as the local engine does; returns the trust
-    estimate, if any."""
+    Fills the run's state (``read_stats``, ``parts``) as the local engine does; returns the
+    trust estimate, if any."""
     ray = _ray()
     started = start(engine)
     pending: list = []
     try:
-        return _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending)
+        return _drive(ray, run, engine, pending)
     except BaseException as exc:
         for ref in pending:  # interrupted or failed: stop what is still running
             ray.cancel(ref, force=True)
@@ -193,81 +200,67 @@ def run_on_ray(
             ray.shutdown()
 
 
-def _run(ray, reader, work, imgs, opts, state, say, timings, engine, pending) -> Any:
-    plan = Plan(len(imgs), state["per_part"])
+def _drive(ray: Any, run: Run, engine: Engine, pending: list) -> TrustEstimate | None:
+    plan, state, opts, files = run.plan, run.state, run.options, run.work.files
     n_parts = plan.count
-    paths, n_files = list(reader.paths), len(reader.paths)
-    images = ray.put(imgs)
+    paths, n_files = list(run.reader.paths), len(run.reader.paths)
+    images = ray.put(run.images)
     t0 = time.perf_counter()
     read = ray.remote(_read_file).options(num_returns=n_parts + 3, max_retries=MAX_RETRIES)
     outs = [read.remote(paths, images, opts.on_error, fi, plan) for fi in range(n_files)]
     pending += [o[0] for o in outs]
-    (work.dir / "rejected-read.jsonl").write_text("")
+    files.rejected_read.write_text("")
     stats, wheres = [], []
-    for fi in tqdm(range(n_files), desc="reading responses", unit="file", disable=not say.on):
+    bar = tqdm(range(n_files), desc="reading responses", unit="file", disable=not run.say.on)
+    for fi in bar:
         st, where, rejected = ray.get(outs[fi][:3])  # file order: the first error as locally
-        write_rejections(rejected, work.dir / "rejected-read.jsonl", mode="a")
+        write_rejections(rejected, files.rejected_read, mode="a")
         stats.append(st)
         wheres.append(where)
-    state["read_stats"] = stats
-    work.save(state)
+    state.read_stats = stats
+    run.save()
     pieces = [[outs[fi][3 + p] for fi in range(n_files)] for p in range(n_parts)]
-    timings["read_partition"] = time.perf_counter() - t0
-    span = plan.span
+    run.timings["read_partition"] = time.perf_counter() - t0
+    spec = ray.put(ReaderSpec(paths, run.images, opts.on_error, wheres))  # once, shared
+
+    def each_part(fn: Any, *args: Any) -> list:
+        """``fn`` as one Ray task per partition (images ``lo:hi`` and its row pieces)."""
+        task = ray.remote(fn).options(max_retries=MAX_RETRIES)
+        refs = [task.remote(spec, *args, *plan.span(p), *pieces[p]) for p in range(n_parts)]
+        pending.extend(refs)
+        return ray.get(refs)
 
     trust = None
     if opts.weights == "estimate":
         t0 = time.perf_counter()
-
-        def gather() -> list:
-            task = ray.remote(_evidence_task).options(max_retries=MAX_RETRIES)
-            refs = [
-                task.remote(paths, images, opts.on_error, wheres, *span(p), *pieces[p])
-                for p in range(n_parts)
-            ]
-            pending.extend(refs)
-            return ray.get(refs)
-
-        trust = trust_stage(work.dir, state, work.save, opts.prior, gather)
-        timings["estimate"] = time.perf_counter() - t0
+        trust = trust_stage(run, lambda: each_part(_evidence_task))
+        run.timings["estimate"] = time.perf_counter() - t0
     trust_ref = ray.put(trust)
-
-    def ranges() -> list:
-        task = ray.remote(_bounds_task).options(max_retries=MAX_RETRIES)
-        refs = [
-            task.remote(paths, images, opts, wheres, trust_ref, *span(p), *pieces[p])
-            for p in range(n_parts)
-        ]
-        pending.extend(refs)
-        return ray.get(refs)
-
-    bounds = bounds_stage(state, work.save, opts, ranges)
+    bounds = bounds_stage(run, lambda: each_part(_bounds_task, opts, trust_ref))
     t0 = time.perf_counter()
 
-    task = ray.remote(_aggregate_task).options(
+    task = ray.remote(aggregate_task).options(
         max_retries=MAX_RETRIES, num_gpus=engine.gpus_per_task
     )
     todo = {}
     for p in range(n_parts):
-        if str(p) not in state["parts"]:
-            ref = task.remote(
-                paths, images, opts, wheres, work.dir, bounds, trust_ref,
-                engine.gpus_per_task > 0, p, *span(p), *pieces[p],
-            )  # fmt: skip
-            todo[ref] = p
+        if p not in state.parts:
+            part = PartTask(files, bounds, engine.gpus_per_task > 0, p, *plan.span(p))
+            todo[task.remote(spec, opts, trust_ref, part, *pieces[p])] = p
     pending += list(todo)
-    bar = tqdm(total=plan.n_images, desc="aggregating", unit="img", disable=not say.on)
-    bar.update(sum(span(p)[1] - span(p)[0] for p in range(n_parts) if str(p) in state["parts"]))
+    span = plan.span
+    bar = tqdm(total=plan.n_images, desc="aggregating", unit="img", disable=not run.say.on)
+    bar.update(sum(span(p)[1] - span(p)[0] for p in range(n_parts) if p in state.parts))
     waiting = list(todo)
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
         p = todo[done[0]]
-        state["parts"][str(p)] = ray.get(done[0])
-        work.save(state)
+        state.parts[p] = ray.get(done[0])
+        run.save()
         bar.update(span(p)[1] - span(p)[0])
     bar.close()
-    timings["aggregate_write"] = time.perf_counter() - t0
+    run.timings["aggregate_write"] = time.perf_counter() - t0
     return trust
 
 
-__all__ = ["MAX_RETRIES", "run_on_ray", "start"]
+__all__ = ["MAX_RETRIES", "PartTask", "ReaderSpec", "aggregate_task", "run_on_ray", "start"]

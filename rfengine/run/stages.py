@@ -4,10 +4,8 @@ folder (by the local engine's writer thread, or by a Ray task)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -27,49 +25,21 @@ from rfengine.errors import Rejection
 from rfengine.ingest import Images, ReadStats, Responses
 from rfengine.ingest.responses import Finished, ResponseReader
 from rfengine.options import AggregateOptions
+from rfengine.run.state import PartRecord, Run
 from rfengine.store import write_annotators, write_dataset_part, write_rejections, write_targets
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A run's partitions: contiguous ranges of ``per_part`` images-table rows (the last one
-    shorter), in table order."""
-
-    n_images: int
-    per_part: int
-
-    @property
-    def count(self) -> int:
-        return -(-self.n_images // self.per_part)
-
-    def span(self, p: int) -> tuple[int, int]:
-        """``(lo, hi)``: partition ``p``'s rows."""
-        return p * self.per_part, min(self.n_images, (p + 1) * self.per_part)
-
-    def split(self, chunk: pa.Table) -> Iterator[tuple[int, pa.Table]]:
-        """``(p, rows)`` for each partition holding some of ``chunk``'s validated rows
-        (schema ``KEPT``), their input order kept within each."""
-        part = chunk["image"].to_numpy() // self.per_part
-        order = np.argsort(part, kind="stable")
-        chunk, part = chunk.take(pa.array(order)), part[order]
-        bounds = np.searchsorted(part, np.arange(self.count + 1))
-        for p in np.flatnonzero(np.diff(bounds)):
-            yield int(p), chunk.slice(int(bounds[p]), int(bounds[p + 1] - bounds[p]))
+from rfengine.store.work import WorkFiles
 
 
 def bounds_stage(
-    state: dict[str, Any],
-    save: Callable[[dict[str, Any]], None],
-    options: AggregateOptions,
-    gather: Callable[[], list[dict[str, tuple[float, float]]]],
+    run: Run, gather: Callable[[], list[dict[str, tuple[float, float]]]]
 ) -> dict[str, tuple[float, float]] | None:
     """The ``rapidata-2025`` preset's min-max norms over the whole run, for both engines:
-    recorded in ``state`` (``--resume``), else merged from every partition's score ranges
-    (``gather()``; cheap: no maps) and recorded. None for the other presets."""
-    if options.preset == "rapidata-2025" and "norm_bounds" not in state:
-        state["norm_bounds"] = merge_ranges(gather())
-        save(state)
-    return {c: tuple(v) for c, v in state.get("norm_bounds", {}).items()} or None
+    recorded in the run's state (``--resume``), else merged from every partition's score
+    ranges (``gather()``; cheap: no maps) and recorded. None for the other presets."""
+    if run.options.preset == "rapidata-2025" and run.state.norm_bounds is None:
+        run.state.norm_bounds = {c: list(v) for c, v in merge_ranges(gather()).items()}
+        run.save()
+    return {c: tuple(v) for c, v in (run.state.norm_bounds or {}).items()} or None
 
 
 def partition_responses(
@@ -82,24 +52,19 @@ def partition_responses(
     return (resp if trust is None else with_weights(resp, trust)), done
 
 
-def trust_stage(
-    folder: Path,
-    state: dict[str, Any],
-    save: Callable[[dict[str, Any]], None],
-    prior: str,
-    gather: Callable[[], list[Evidence]],
-) -> TrustEstimate:
-    """The estimate stage's bookkeeping, for both engines: the estimate recorded in
-    ``state`` and kept as ``folder/annotators.parquet`` (``--resume``), else the fixed point
-    over the partitions' evidence from ``gather()``, written there and recorded."""
-    path = folder / "annotators.parquet"
-    if "trust" in state and path.exists():
-        rec = state["trust"]
+def trust_stage(run: Run, gather: Callable[[], list[Evidence]]) -> TrustEstimate:
+    """The estimate stage's bookkeeping, for both engines: the estimate recorded in the
+    run's state and kept as the work folder's ``annotators.parquet`` (``--resume``), else
+    the fixed point over the partitions' evidence from ``gather()``, written there and
+    recorded."""
+    path = run.work.files.annotators
+    if run.state.trust is not None and path.exists():
+        rec = run.state.trust
         return TrustEstimate.from_table(pq.read_table(path), rec["rounds"], rec["converged"])
-    trust = estimate_trust(concat(gather()), prior)
+    trust = estimate_trust(concat(gather()), run.options.prior)
     write_annotators(trust, path)
-    state["trust"] = trust.summary()
-    save(state)
+    run.state.trust = trust.summary()
+    run.save()
     return trust
 
 
@@ -110,6 +75,7 @@ def aggregate_partition(
     lo: int,
     hi: int,
     options: AggregateOptions,
+    *,
     progress: bool = False,
     norm_bounds: dict[str, tuple[float, float]] | None = None,
     trust: TrustEstimate | None = None,
@@ -138,23 +104,23 @@ def aggregate_partition(
 
 
 def write_partition(
-    folder: Path,
+    files: WorkFiles,
     p: int,
     result: AggregationResult,
     rejected: list[Rejection],
     options: AggregateOptions,
-) -> dict[str, Any]:
-    """The write stage for partition ``p`` into the work ``folder`` (in the writer thread,
-    or a Ray task); returns its record in the progress file."""
+) -> PartRecord:
+    """The write stage for partition ``p`` into the work folder (in the writer thread, or a
+    Ray task); returns its record in the progress file."""
     targets: list[dict] = []
     if "dataset" in options.outputs:
-        (folder / "dataset-parts").mkdir(exist_ok=True)
-        write_dataset_part(result, folder / "dataset-parts" / f"part-{p:05d}.arrow")
+        files.dataset_part(p).parent.mkdir(exist_ok=True)
+        write_dataset_part(result, files.dataset_part(p))
     if "targets" in options.outputs:
-        targets = write_targets(result, folder / "shards", tag=f"-p{p:05d}")
-    write_rejections(rejected, folder / f"rejected-part-{p:05d}.jsonl")
+        targets = write_targets(result, files.shards, tag=f"-p{p:05d}")
+    write_rejections(rejected, files.rejected_part(p))
     if result.heatmap_reliability:
-        np.savez(folder / f"split-half-{p:05d}.npz", **result.heatmap_reliability)
+        np.savez(files.split_half(p), **result.heatmap_reliability)
     return {
         "targets": targets,
         "stats": result.stats.files,
@@ -166,7 +132,6 @@ def write_partition(
 
 
 __all__ = [
-    "Plan",
     "aggregate_partition",
     "bounds_stage",
     "partition_responses",

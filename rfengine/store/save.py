@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rfengine.aggregation.reliability import reliability, split_half_summary
 from rfengine.store.dataset import finalize_dataset, write_dataset_part
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rfengine.aggregation.result import AggregationResult
     from rfengine.aggregation.trust import TrustEstimate
 
-__all__ = ["save_output", "write_annotators", "write_rejections"]
+__all__ = ["publish", "save_output", "write_annotators", "write_rejections"]
 
 
 def write_rejections(rejections, path: Path, mode: str = "w") -> None:
@@ -38,6 +38,13 @@ def write_annotators(trust: TrustEstimate, path: Path) -> None:
     pq.write_table(trust.table(), path)
 
 
+def publish(work: WorkDir, manifest: dict[str, Any], overwrite: bool) -> None:
+    """The last step of every output, in memory or streamed: its manifest written into the
+    work folder's ready output, which is then renamed to OUT (``WorkDir.publish``)."""
+    (work.files.ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    work.publish(work.files.ready, overwrite)
+
+
 def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write an in-memory result to ``out`` atomically: ``dataset/``, ``targets/``,
     ``manifest.json`` (and ``rejected.jsonl``, ``annotators.parquet``), through the pipeline's
@@ -47,7 +54,7 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
     with WorkDir(out) as work:
         work.fresh()  # the in-memory path has nothing to resume
         try:
-            ready = work.dir / "ready"
+            ready = work.files.ready
             ready.mkdir()
             t0 = time.perf_counter()
             inputs = [describe_input(p) for p in result.inputs]
@@ -59,8 +66,8 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
                 fingerprint = run_fingerprint(inputs, result.options)
                 n_rows = finalize_dataset([part], ready / "dataset", fingerprint)
             if "targets" in outputs:
-                entries = write_targets(result, work.dir / "shards")
-                shards = finalize_targets(entries, work.dir / "shards", ready / "targets")
+                entries = write_targets(result, work.files.shards)
+                shards = finalize_targets(entries, work.files.shards, ready / "targets")
                 n_shards = len(shards)
             if result.rejected:
                 write_rejections(result.rejected, ready / "rejected.jsonl")
@@ -81,8 +88,7 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
                 },
                 trust=None if result.trust is None else result.trust.summary(),
             )
-            (ready / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            work.publish(ready, overwrite)
+            publish(work, manifest, overwrite)
         except BaseException:
             work.clear()  # nothing to resume from: leave nothing behind
             raise

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,50 @@ def check_target(out: Path, overwrite: bool) -> None:
         )
 
 
+@dataclass(frozen=True)
+class WorkFiles:
+    """The files of a work folder, named here only (a plain path, so it travels to Ray tasks
+    on other nodes)."""
+
+    dir: Path
+
+    def rows_file(self, p: int) -> Path:
+        """Partition ``p``'s validated rows (Arrow IPC, written by the read stage)."""
+        return self.dir / "parts" / f"part-{p:05d}.arrow"
+
+    def dataset_part(self, p: int) -> Path:
+        """Partition ``p``'s dataset rows (Arrow IPC)."""
+        return self.dir / "dataset-parts" / f"part-{p:05d}.arrow"
+
+    def rejected_part(self, p: int) -> Path:
+        """The repeats partition ``p`` rejected (JSON lines)."""
+        return self.dir / f"rejected-part-{p:05d}.jsonl"
+
+    def split_half(self, p: int) -> Path:
+        """Partition ``p``'s per-image split-half reliabilities (``.npz``)."""
+        return self.dir / f"split-half-{p:05d}.npz"
+
+    @property
+    def rejected_read(self) -> Path:
+        """The rows the read stage rejected (JSON lines)."""
+        return self.dir / "rejected-read.jsonl"
+
+    @property
+    def shards(self) -> Path:
+        """Every partition's target shards, before renumbering."""
+        return self.dir / "shards"
+
+    @property
+    def annotators(self) -> Path:
+        """The estimate stage's table (``weights="estimate"``)."""
+        return self.dir / "annotators.parquet"
+
+    @property
+    def ready(self) -> Path:
+        """The finished output, renamed to OUT by ``publish``."""
+        return self.dir / "ready"
+
+
 class WorkDir:
     """The work folder of a run into ``out``, its progress file, and its lock.
 
@@ -82,6 +127,7 @@ class WorkDir:
     def __init__(self, out: Path):
         self.out = out
         self.dir = out.parent / f".{out.name}.rfengine-work"
+        self.files = WorkFiles(self.dir)
         self.file = self.dir / "progress.json"
         self.lock_path = out.parent / f".{out.name}.rfengine-lock"
         self._fd: int | None = None
@@ -171,4 +217,11 @@ def reporting_work_folder(work: WorkDir) -> Iterator[None]:
         raise
 
 
-__all__ = ["OUTPUT_ENTRIES", "OUTPUT_FORMAT", "WorkDir", "check_target", "reporting_work_folder"]
+__all__ = [
+    "OUTPUT_ENTRIES",
+    "OUTPUT_FORMAT",
+    "WorkDir",
+    "WorkFiles",
+    "check_target",
+    "reporting_work_folder",
+]

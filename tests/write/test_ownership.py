@@ -62,7 +62,7 @@ def test_one_run_at_a_time(campaign, tmp_path):
 #: be killed (the hooks wrap the real stages; nothing in the package knows about them)
 CHILD = """
 import sys, time
-import rfengine.run.pipeline as pipeline
+import rfengine.run.local as local
 from rfengine.cli import main
 from rfengine.store.work import WorkDir
 
@@ -73,7 +73,7 @@ def pause():
     time.sleep(60)
 
 real_partition, real_part, real_publish = (
-    pipeline._partition, pipeline._compute_part, WorkDir.publish
+    local.read_partitions, local.compute_part, WorkDir.publish
 )
 
 def partition(*a):
@@ -82,10 +82,10 @@ def partition(*a):
         pause()
     return out
 
-def part(reader, work, imgs, p, *a):
+def part(run, p, *a):
     if stage == "part-1" and p == 1:
         pause()
-    return real_part(reader, work, imgs, p, *a)
+    return real_part(run, p, *a)
 
 def publish(self, ready, overwrite):
     if stage == "finalised":
@@ -95,7 +95,7 @@ def publish(self, ready, overwrite):
         pause()
     return real_publish(self, ready, overwrite)
 
-pipeline._partition, pipeline._compute_part, WorkDir.publish = partition, part, publish
+local.read_partitions, local.compute_part, WorkDir.publish = partition, part, publish
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -157,7 +157,7 @@ def test_two_runs_write_the_same_bytes(campaign, tmp_path):
 
 
 def test_resume_notices_a_changed_image_file(tmp_path, monkeypatch, capsys):
-    import rfengine.run.pipeline as pipeline
+    import rfengine.run.local as local
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -168,9 +168,7 @@ def test_resume_notices_a_changed_image_file(tmp_path, monkeypatch, capsys):
     resp = write_jsonl(
         folder / "r.jsonl", [{"image_id": "a", "annotator_id": "u", "task": "style", "rating": 3}]
     )
-    monkeypatch.setattr(
-        pipeline, "_compute_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
-    )
+    monkeypatch.setattr(local, "compute_part", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         aggregate_to_disk(images, resp, tmp_path / "out")
     monkeypatch.undo()
