@@ -66,7 +66,7 @@ def load_revision(rev: str, folder: Path) -> ModuleType:
 def timed(mod: ModuleType, batches: list[tuple], preset: str, images: int) -> float:
     """ms/image of one pass of ``mod.splat_heatmaps`` over ``batches``."""
     t0 = time.perf_counter()
-    run_engine(batches, preset, mod.splat_heatmaps)
+    run_engine(batches, preset, mod)
     return (time.perf_counter() - t0) / images * 1000
 
 
@@ -114,10 +114,10 @@ def main() -> None:
                     "work_over_rev": round(med["work"] / med["rev"], 3),
                     # where each version's call goes (timers around the search functions)
                     "search_rev": search_breakdown(
-                        base, partial(run_engine, batches, preset, base.splat_heatmaps)
+                        base, partial(run_engine, batches, preset, base)
                     ),
                     "search_work": search_breakdown(
-                        work, partial(run_engine, batches, preset, work.splat_heatmaps)
+                        work, partial(run_engine, batches, preset, work)
                     ),
                 }
                 report["results"][f"{wl}/{preset}"] = row

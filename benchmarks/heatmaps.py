@@ -32,11 +32,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 from types import ModuleType
+from typing import Any
 
 import numpy as np
+import rfengine.kernels.splat as splat_module
 import torch
-from rfengine.kernels import splat as splat_module
-from rfengine.kernels import splat_heatmaps
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = {
@@ -110,11 +110,21 @@ def engine_batches(images: list[dict], preset: str, device: str) -> list[tuple]:
     return batches
 
 
-def run_engine(batches: list[tuple], preset: str, splat: Callable = splat_heatmaps) -> None:
-    """One pass of ``splat`` (the engine's kernel, or another version of it) over
+def splat_call(module: ModuleType, args: tuple, **kw: Any) -> torch.Tensor:
+    """``module.splat_heatmaps`` on ``args`` (the 8 point tensors, then the output size),
+    whichever its signature: a ``Points`` record (the current kernel) or the tensors given
+    loose (revisions before it, for ``compare_kernels.py`` and ``peak_stress.py --rev``)."""
+    points = getattr(module, "Points", None)
+    if points is None:
+        return module.splat_heatmaps(*args, **kw)
+    return module.splat_heatmaps(points(*args[:8]), *args[8:], **kw)
+
+
+def run_engine(batches: list[tuple], preset: str, module: ModuleType = splat_module) -> None:
+    """One pass of ``module``'s splat (the engine's kernel, or another version of it) over
     ``batches``, with the buffers the engine would reuse."""
     for args, out, scratch in batches:
-        splat(*args, preset=preset, out=out, scratch=scratch, check=False)
+        splat_call(module, args, preset=preset, out=out, scratch=scratch, check=False)
 
 
 #: the kernel module's peak-search functions (``_normalise`` calls the others); a module

@@ -20,9 +20,10 @@ import json
 import tempfile
 from pathlib import Path
 
+import rfengine.kernels.splat as splat_module
 import torch
 from compare_kernels import load_revision
-from rfengine.kernels import splat_heatmaps
+from heatmaps import splat_call
 
 SIZES = (300, 512, 1024)
 BATCHES = 6
@@ -30,7 +31,7 @@ IMAGES = 48
 TOL = {torch.float64: 1e-12, torch.float32: 4 * torch.finfo(torch.float32).eps}
 
 
-def stress(splat, preset: str, seed: int, dtype: torch.dtype = torch.float64) -> dict:
+def stress(module, preset: str, seed: int, dtype: torch.dtype = torch.float64) -> dict:
     """One seed's batches of ``preset``: counts and the worst error of the maps' maxima."""
     gen = torch.Generator().manual_seed(seed)
     out = {"batches": 0, "batches_off": 0, "annotators": 0, "annotators_off": 0, "worst": 0.0}
@@ -50,7 +51,7 @@ def stress(splat, preset: str, seed: int, dtype: torch.dtype = torch.float64) ->
             ones = torch.ones(IMAGES, dtype=dtype)
             px, py = pts[:, 0].to(dtype), pts[:, 1].to(dtype)
             args = (px, py, image, image, torch.arange(IMAGES), ones, w, h, size)
-            err = (splat(*args, preset=preset).amax((1, 2)) - 1).abs()
+            err = (splat_call(module, args, preset=preset).amax((1, 2)) - 1).abs()
             off = int((err > TOL[dtype]).sum())
             out["batches"] += 1
             out["batches_off"] += off > 0
@@ -70,7 +71,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        splat = load_revision(args.rev, Path(tmp)).splat_heatmaps if args.rev else splat_heatmaps
+        module = load_revision(args.rev, Path(tmp)) if args.rev else splat_module
         dtype = torch.float32 if args.float32 else torch.float64
         report: dict = {
             "rev": args.rev or "working tree",
@@ -79,7 +80,7 @@ def main() -> None:
             "presets": {},
         }
         for preset in ("default", "rapidata-2025"):
-            runs = [stress(splat, preset, seed, dtype) for seed in args.seeds]
+            runs = [stress(module, preset, seed, dtype) for seed in args.seeds]
             total = {key: sum(r[key] for r in runs) for key in runs[0] if key != "worst"}
             total["worst"] = max(r["worst"] for r in runs)
             report["presets"][preset] = total

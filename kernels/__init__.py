@@ -9,7 +9,8 @@ nothing of rfengine (relative imports only), so that they can be read, tested an
 alone.
 """
 
-from .peaks import MAX_POINTS, annotator_peaks, tile_candidates, tile_maxima
+from .peaks import MAX_POINTS, AnnotatorMaps, annotator_peaks, tile_candidates, tile_maxima
+from .points import Points
 from .profiles import (
     MIN_EXPONENT,
     SIGMA_FRACTION,
@@ -24,6 +25,8 @@ from .splat import Preset, pack_columns, splat_heatmaps
 __all__ = [
     "MAX_POINTS",
     "MIN_EXPONENT",
+    "AnnotatorMaps",
+    "Points",
     "SIGMA_FRACTION",
     "Preset",
     "annotator_peaks",

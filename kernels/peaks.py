@@ -9,6 +9,8 @@ of the factor tensors (``kernels.profiles``), on their device.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -17,6 +19,32 @@ from .profiles import MIN_EXPONENT
 #: points per annotator that the kernels' slots hold: the interchange format's cap
 #: (``rfengine.schema.MAX_POINTS``; ``tests/test_layout.py`` checks that they agree)
 MAX_POINTS = 3
+
+
+class AnnotatorMaps(NamedTuple):
+    """Annotator maps as factors, never formed: the map of annotator (row) ``r`` is
+    ``sum_t s_t gy[b, :, c_t] (x) gx[b, c_t, :]`` over its columns ``c_t = first + t``,
+    ``t < count``, each scaled by ``s_t = column_scale[b, c_t]`` (1 if None), ``b = batch``.
+
+    Attributes:
+        gy: ``(B, H, n)`` column profiles; gx: ``(B, n, W)`` row profiles.
+        batch: ``(R,)`` image of each annotator; first: ``(R,)`` its first column;
+        count: ``(R,)`` its number of points (1..MAX_POINTS).
+        column_scale: ``(B, n)`` each column's factor in its annotator's map, or None.
+    """
+
+    gy: Tensor
+    gx: Tensor
+    batch: Tensor
+    first: Tensor
+    count: Tensor
+    column_scale: Tensor | None = None
+
+    def rows(self, index: Tensor) -> AnnotatorMaps:
+        """The maps of the annotators ``index`` (same factors)."""
+        return self._replace(
+            batch=self.batch[index], first=self.first[index], count=self.count[index]
+        )
 
 
 #: half-width of the window of the peak search's steps after the first
@@ -38,41 +66,33 @@ def _columns(
 def _window_factors(
     gy: Tensor,
     gx: Tensor,
-    batch: Tensor,
-    cols: Tensor,
-    weight: Tensor,
-    i0: Tensor,
-    j0: Tensor,
+    rows: tuple[Tensor, Tensor, Tensor],
+    corner: tuple[Tensor, Tensor],
     size: tuple[int, int],
 ) -> tuple[Tensor, Tensor]:
     """The factors of annotator maps on ``size = (si, sj)`` windows of their images (top-left
-    pixels ``i0, j0 (R,)``, inside the grid), whose batched product is those maps: the
-    rows' column profiles ``(R, si, K)``, times the ``weight (R, K)`` of each column of
-    ``cols (R, K)`` (``_columns``), and the columns' row profiles ``(R, K, sj)``. Each is
-    one indexing of a sliding-window view of the factor (no index tensor per value)."""
-    si, sj = size
+    pixels ``corner = (i0, j0)``, ``(R,)`` each, inside the grid), whose batched product is
+    those maps: for ``rows = (batch, cols, weight)``, the rows' column profiles
+    ``(R, si, K)``, times the ``weight (R, K)`` of each column of ``cols (R, K)``
+    (``_columns``), and the columns' row profiles ``(R, K, sj)``. Each is one indexing of a
+    sliding-window view of the factor (no index tensor per value)."""
+    (batch, cols, weight), (i0, j0), (si, sj) = rows, corner, size
     ys = gy.unfold(1, si, 1)[batch[:, None], i0[:, None], cols]  # (R, K, si)
     xs = gx.unfold(2, sj, 1)[batch[:, None], cols, j0[:, None]]  # (R, K, sj)
     return ys.mul_(weight.to(gy.dtype)[:, :, None]).transpose(1, 2), xs
 
 
 def annotator_peaks(
-    gy: Tensor,
-    gx: Tensor,
-    batch: Tensor,
-    first: Tensor,
-    count: Tensor,
+    maps: AnnotatorMaps,
     start_i: Tensor,
     start_j: Tensor,
     starts: Tensor | None = None,
     climb: Tensor | None = None,
-    column_scale: Tensor | None = None,
 ) -> Tensor:
     """Maximum over the output grid of each annotator's map, without forming the map.
 
-    The map of annotator ``a`` is ``sum_t s_t gy[b, :, c_t] (x) gx[b, c_t, :]`` over its
-    columns ``c_t = first + t``, ``t < count``, each scaled by ``s_t = column_scale[b,
-    c_t]`` (1 if None). One click's map is separable, so its maximum is exactly
+    The maps are ``AnnotatorMaps`` (factors and each annotator's columns). One click's map
+    is separable, so its maximum is exactly
     ``max(gy column) * max(gx row)``. For 2-3 clicks, a vectorised hill climb from each
     start pixel (the annotator's click pixels) moves to the best of the 8 neighbours
     first, then to the best of a 5x5 window (fewer steps for the rare start far from its
@@ -82,19 +102,17 @@ def annotator_peaks(
     ``tile_candidates`` and ``tile_maxima`` then prove or beat.
 
     Args:
-        gy: ``(B, H, n)`` column profiles; gx: ``(B, n, W)`` row profiles.
-        batch: ``(A,)`` image index of each annotator; first: ``(A,)`` its first column;
-        count: ``(A,)`` its number of points (1..MAX_POINTS).
+        maps: the ``A`` annotators' maps.
         start_i, start_j: ``(A, S)`` start rows and columns; starts: ``(A, S)`` which of
             them to use (default all).
         climb: ``(A,)`` which annotators to climb (default all); the others get the largest
             value of the 3x3 windows around their starts (a lower bound for
             ``tile_candidates``).
-        column_scale: ``(B, n)`` each column's factor in its annotator's map, or None.
 
     Returns:
         ``(A,)`` grid maxima, in ``gy``'s dtype.
     """
+    gy, gx, batch, first, count, column_scale = maps
     _, H, n = gy.shape
     W = gx.shape[2]
     dev = gy.device
@@ -125,7 +143,7 @@ def annotator_peaks(
         i0 = (ci[active] - r).clamp_(0, H - si)
         j0 = (cj[active] - r).clamp_(0, W - sj)
         rows = (row_b[active], row_c[active], row_w[active])
-        vals = torch.bmm(*_window_factors(gy, gx, *rows, i0, j0, (si, sj))).flatten(1)
+        vals = torch.bmm(*_window_factors(gy, gx, rows, (i0, j0), (si, sj))).flatten(1)
         # move to the window's largest value (the first in row-major order) only where it
         # beats the current pixel's, read from the same product: a tie stops the climb
         here = vals.gather(1, ((ci[active] - i0) * sj + cj[active] - j0)[:, None]).squeeze(1)
@@ -185,6 +203,7 @@ def tile_candidates(
     weight: Tensor,
     sx: Tensor,
     sy: Tensor,
+    *,
     reach: Tensor | None,
     size: tuple[int, int],
     lower: Tensor,
@@ -257,33 +276,22 @@ def tile_candidates(
         row, i0, j0 = row[inside], i0[inside], j0[inside]
 
 
-def tile_maxima(
-    gy: Tensor,
-    gx: Tensor,
-    batch: Tensor,
-    first: Tensor,
-    count: Tensor,
-    i0: Tensor,
-    j0: Tensor,
-    side: int,
-    column_scale: Tensor | None = None,
-) -> Tensor:
+def tile_maxima(maps: AnnotatorMaps, i0: Tensor, j0: Tensor, side: int) -> Tensor:
     """``(R,)`` maximum of each row's annotator map over the ``side x side`` tile at
     ``(i0, j0)``, every pixel evaluated from the factors: the tile's row profiles times its
     column profiles, in batched products. A tile cut by the grid's edge is moved inside it
     (the extra pixels are the same map's), so the maximum is over at least its pixels.
 
     Args:
-        gy: ``(B, H, n)``; gx: ``(B, n, W)``; batch, first, count: ``(R,)`` each row's
-            image, first column and number of columns; i0, j0: ``(R,)`` tile corners;
-        column_scale: ``(B, n)`` each column's factor in its map (``annotator_peaks``).
+        maps: the ``R`` rows' annotator maps; i0, j0: ``(R,)`` tile corners.
     """
+    gy, gx, batch, first, count, column_scale = maps
     _, H, n = gy.shape
     W = gx.shape[2]
     si, sj = min(side, H), min(side, W)
     cols, weight = _columns(batch, first, count, n, column_scale)
     i0, j0 = i0.clamp(max=H - si), j0.clamp(max=W - sj)
-    ys, xs = _window_factors(gy, gx, batch, cols, weight, i0, j0, (si, sj))
+    ys, xs = _window_factors(gy, gx, (batch, cols, weight), (i0, j0), (si, sj))
     # on the CPU in chunks whose tiles stay in cache between the product and the maximum
     R = batch.shape[0]
     step = max(1, _TILE_CHUNK // (si * sj)) if gy.device.type == "cpu" else max(1, R)

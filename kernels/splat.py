@@ -20,7 +20,9 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from .peaks import MAX_POINTS, annotator_peaks, tile_candidates, tile_maxima
+from .checks import check_inputs
+from .peaks import MAX_POINTS, AnnotatorMaps, annotator_peaks, tile_candidates, tile_maxima
+from .points import Points
 from .profiles import (
     MIN_EXPONENT,
     Scratch,
@@ -168,17 +170,13 @@ _FACTORS = {"default": _default_factors, "rapidata-2025": _rapidata_factors}
 
 
 def _normalise(
-    f: Factors,
-    point_image: Tensor,
-    column: Tensor,
-    n: int,
-    point_annotator: Tensor,
-    annotator_image: Tensor,
-    annotator_scale: Tensor,
-    out_size: tuple[int, int],
+    f: Factors, points: Points, column: Tensor, n: int, out_size: tuple[int, int]
 ) -> Tensor:
-    """``(B, n)`` coefficient of each point: its annotator's ``scale / grid maximum`` times
-    the point's scale relative to the annotator's largest."""
+    """``(B, n)`` coefficient of each point (at ``column`` of ``n`` in its image): its
+    annotator's ``scale / grid maximum`` times the point's scale relative to the
+    annotator's largest."""
+    point_image, point_annotator = points.point_image, points.point_annotator
+    annotator_image, annotator_scale = points.annotator_image, points.annotator_scale
     H, W = out_size
     dt, dev = f.gy.dtype, f.gy.device
     B = f.gy.shape[0]
@@ -226,9 +224,8 @@ def _normalise(
         start_j = torch.cat([px_, centroid[:, :1]], 1).round().long().clamp_(0, W - 1)
         start_i = torch.cat([py_, centroid[:, 1:]], 1).round().long().clamp_(0, H - 1)
         starts = torch.cat([valid, close[:, None]], 1)
-        peak = annotator_peaks(
-            f.gy, f.gx, annotator_image, first, count, start_i, start_j, starts, ~sure, rel
-        )
+        maps = AnnotatorMaps(f.gy, f.gx, annotator_image, first, count, rel)
+        peak = annotator_peaks(maps, start_i, start_j, starts, ~sure)
     else:
         # Truncated kernels: a point's response, its mirror images included, is separable
         # and zero beyond `reach` of the point on either axis. Where an annotator's
@@ -255,14 +252,13 @@ def _normalise(
             f.term_scale[img] * (-log_ann[cert]).exp(),
             f.sx[cert],
             f.sy[cert],
-            None if f.reach is None else f.reach[img],
-            out_size,
-            peak[cert],
+            reach=None if f.reach is None else f.reach[img],
+            size=out_size,
+            lower=peak[cert],
         )
         a = cert[row]
-        found = tile_maxima(
-            f.gy, f.gx, annotator_image[a], first[a], count[a], i0, j0, side, column_scale=rel
-        )
+        maps = AnnotatorMaps(f.gy, f.gx, annotator_image, first, count, rel).rows(a)
+        found = tile_maxima(maps, i0, j0, side)
         peak.scatter_reduce_(0, a, found, reduce="amax")
     factor = torch.where(peak > 0, annotator_scale.to(dt) / peak, 0)
     coeff = torch.zeros((B, n), dtype=dt, device=dev)
@@ -270,121 +266,11 @@ def _normalise(
     return coeff
 
 
-# ------------------------------------------------------------------------ preconditions
-
-
-def _check_lengths(**tensors: Tensor) -> None:
-    """Per-point (or per-annotator, per-image) tensors of one group have one length."""
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    if len({s for s in shapes.values()}) > 1 or any(len(s) != 1 for s in shapes.values()):
-        got = ", ".join(f"`{k}` {v}" for k, v in shapes.items())
-        raise ValueError(
-            f"{', '.join(f'`{k}`' for k in shapes)} must be 1-D of one length, got {got}"
-        )
-
-
-def _check_dtypes(px: Tensor, py: Tensor, **ids: Tensor) -> None:
-    """Coordinates both float32 or both float64 (16-bit floats hold neither the profiles'
-    tails nor an exact maximum; ``profiles.min_exponent``); ids and sizes as integers."""
-    if px.dtype not in (torch.float32, torch.float64) or py.dtype != px.dtype:
-        raise TypeError(
-            f"`px` and `py` must share a dtype, float32 or float64, got {px.dtype} and {py.dtype}"
-        )
-    for name, t in ids.items():
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"`{name}` must be an integer tensor, got {t.dtype}")
-
-
-def _check_sorted(name: str, t: Tensor) -> None:
-    """Non-decreasing, as the packing of points into columns assumes."""
-    if t.numel() > 1 and bool((t[1:] < t[:-1]).any()):
-        k = int((t[1:] < t[:-1]).nonzero()[0, 0])
-        raise ValueError(
-            f"`{name}` must be sorted ascending (points grouped by image, then annotator); "
-            f"got {int(t[k])} before {int(t[k + 1])} at position {k + 1}"
-        )
-
-
-def _check_range(name: str, t: Tensor, lo: float, hi: float) -> None:
-    """Every value finite and in ``[lo, hi]``."""
-    bad = ~torch.isfinite(t) | (t < lo) | (t > hi) if t.is_floating_point() else (t < lo) | (t > hi)
-    if bool(bad.any()):
-        k = int(bad.nonzero()[0, 0])
-        raise ValueError(f"`{name}` must lie in [{lo:g}, {hi:g}], got {t[k].item()} at {k}")
-
-
-def _check_point_limit(point_annotator: Tensor, n_annotators: int) -> None:
-    """At most ``MAX_POINTS`` points per annotator."""
-    count = torch.bincount(point_annotator, minlength=n_annotators)
-    if count.numel() and int(count.max()) > MAX_POINTS:
-        a = int(count.argmax())
-        raise ValueError(
-            f"at most {MAX_POINTS} points per annotator, got {int(count[a])} for annotator {a}"
-        )
-
-
-def _check_inputs(
-    px: Tensor,
-    py: Tensor,
-    point_image: Tensor,
-    point_annotator: Tensor,
-    annotator_image: Tensor,
-    annotator_scale: Tensor,
-    width: Tensor,
-    height: Tensor,
-    out_size: tuple[int, int],
-    preset: str,
-    out: Tensor | None,
-) -> None:
-    """Every precondition of ``splat_heatmaps``, with a message naming what was received."""
-    if preset not in _FACTORS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(_FACTORS)}")
-    _check_lengths(px=px, py=py, point_image=point_image, point_annotator=point_annotator)
-    _check_lengths(annotator_image=annotator_image, annotator_scale=annotator_scale)
-    _check_lengths(width=width, height=height)
-    _check_dtypes(
-        px,
-        py,
-        point_image=point_image,
-        point_annotator=point_annotator,
-        annotator_image=annotator_image,
-        width=width,
-        height=height,
-    )
-    H, W = out_size
-    if H <= 0 or W <= 0:
-        raise ValueError(f"`out_size` must be positive, got {out_size}")
-    B, A = width.shape[0], annotator_image.shape[0]
-    if out is not None and tuple(out.shape) != (B, H, W):
-        raise ValueError(f"`out` must have shape {(B, H, W)}, got {tuple(out.shape)}")
-    _check_range("px", px, 0.0, 1.0)
-    _check_range("py", py, 0.0, 1.0)
-    _check_range("width", width, 1, 2**31 - 1)
-    _check_range("height", height, 1, 2**31 - 1)
-    _check_range("annotator_scale", annotator_scale, 0.0, float("inf"))
-    if px.numel() == 0:
-        return
-    _check_range("point_image", point_image, 0, B - 1)
-    _check_range("point_annotator", point_annotator, 0, A - 1)
-    _check_range("annotator_image", annotator_image, 0, B - 1)
-    _check_sorted("point_image", point_image)
-    _check_sorted("point_annotator", point_annotator)
-    if bool((annotator_image[point_annotator] != point_image).any()):
-        raise ValueError("`annotator_image[point_annotator]` must equal `point_image`")
-    _check_point_limit(point_annotator, A)
-
-
 def splat_heatmaps(
-    px: Tensor,
-    py: Tensor,
-    point_image: Tensor,
-    point_annotator: Tensor,
-    annotator_image: Tensor,
-    annotator_scale: Tensor,
-    width: Tensor,
-    height: Tensor,
+    points: Points,
     out_size: tuple[int, int],
     preset: Preset = "default",
+    *,
     out: Tensor | None = None,
     scratch: Scratch | None = None,
     check: bool = True,
@@ -403,13 +289,7 @@ def splat_heatmaps(
       min(W, H) / 20, truncate=3, mode="reflect")``; native size only.
 
     Args:
-        px, py: ``(P,)`` point coordinates as image fractions in [0, 1], origin top-left,
-            float32 or float64 (the computation's dtype). Points are grouped by image
-            (ascending) and, within an image, by annotator.
-        point_image: ``(P,)`` image index in ``[0, B)``; point_annotator: ``(P,)`` in ``[0, A)``,
-            ascending, at most ``MAX_POINTS`` points per annotator.
-        annotator_image: ``(A,)`` image of each annotator; annotator_scale: ``(A,)`` its factor.
-        width, height: ``(B,)`` native image sizes in pixels.
+        points: the batch's clicks, images and annotators (``Points``: shapes and order).
         out_size: ``(H, W)`` of the output grid.
         preset: the heatmap definition, see above.
         out: optional ``(B, H, W)`` buffer to write into (reused across calls by the caller).
@@ -427,25 +307,15 @@ def splat_heatmaps(
 
         >>> f = lambda *v: torch.tensor(v, dtype=torch.float64)
         >>> i = lambda *v: torch.tensor(v)
-        >>> maps = splat_heatmaps(f(0.5), f(0.5), i(0), i(0), i(0), f(1.0), i(100), i(100), (4, 4))
+        >>> one = Points(f(0.5), f(0.5), i(0), i(0), i(0), f(1.0), i(100), i(100))
+        >>> maps = splat_heatmaps(one, (4, 4))
         >>> maps.shape, float(maps.max())
         (torch.Size([1, 4, 4]), 1.0)
     """
     if check:
-        _check_inputs(
-            px,
-            py,
-            point_image,
-            point_annotator,
-            annotator_image,
-            annotator_scale,
-            width,
-            height,
-            out_size,
-            preset,
-            out,
-        )
-    B = width.shape[0]
+        check_inputs(points, out_size, preset, tuple(_FACTORS), out)
+    px, point_image = points.px, points.point_image
+    B = points.width.shape[0]
     H, W = out_size
     if out is None:
         out = torch.empty((B, H, W), dtype=px.dtype, device=px.device)
@@ -457,21 +327,19 @@ def splat_heatmaps(
     f = _FACTORS[preset](
         Batch(
             px,
-            py,
+            points.py,
             point_image,
             column,
             n,
-            point_annotator,
-            annotator_image,
-            width,
-            height,
+            points.point_annotator,
+            points.annotator_image,
+            points.width,
+            points.height,
             out_size,
             scratch,
         )
     )
-    coeff = _normalise(
-        f, point_image, column, n, point_annotator, annotator_image, annotator_scale, out_size
-    )
+    coeff = _normalise(f, points, column, n, out_size)
     # No product in the GEMM may be subnormal: on x86 CPUs subnormal arithmetic is many
     # times slower (a 512^2 batch took 2.3x as long with its Gaussian tails). The row
     # factors are at least sqrt(tiny) or 0 (profiles.min_exponent); the column factors,

@@ -3,7 +3,7 @@ strategies for clicks: shared by the tests of ``kernels.peaks`` and ``kernels.sp
 
 import torch
 from hypothesis import strategies as st
-from rfengine.kernels import splat_heatmaps
+from rfengine.kernels import Points, splat_heatmaps
 
 coord = st.floats(0.0, 1.0, allow_nan=False)
 point = st.tuples(coord, coord)
@@ -32,7 +32,7 @@ def run_splat(annotators, W, H, out_hw=None, preset="default", dtype=torch.float
     def t(v, dt=dtype):
         return torch.tensor(v, dtype=dt, device=device)
 
-    out = splat_heatmaps(
+    points = Points(
         t(px),
         t(py),
         t([0] * len(px), torch.long),
@@ -41,7 +41,6 @@ def run_splat(annotators, W, H, out_hw=None, preset="default", dtype=torch.float
         t(asc),
         t([W], torch.long),
         t([H], torch.long),
-        out_hw or (H, W),
-        preset,
     )
+    out = splat_heatmaps(points, out_hw or (H, W), preset)
     return out[0].double().cpu().numpy()

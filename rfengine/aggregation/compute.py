@@ -19,7 +19,14 @@ from tqdm.auto import tqdm
 from rfengine.aggregation.reliability import pair_counts
 from rfengine.aggregation.result import AggregationResult, Heatmaps, Scores, WordScores
 from rfengine.ingest import Images, ReadStats, Responses
-from rfengine.kernels import Preset, concat_ranges, segment_sum, splat_heatmaps, weighted_moments
+from rfengine.kernels import (
+    Points,
+    Preset,
+    concat_ranges,
+    segment_sum,
+    splat_heatmaps,
+    weighted_moments,
+)
 from rfengine.options import AggregateOptions
 from rfengine.schema import CRITERIA, POINT_TASKS, Task, size_key, split_size_key
 
@@ -159,15 +166,18 @@ def aggregate_heatmaps(
         if buf is None or buf.shape[1:] != (h, w) or buf.shape[0] < len(members):
             buf = None  # release the previous one first
             buf = torch.empty((len(members), h, w), device=device)
+        points = Points(
+            px=t(pts[:, 0]),
+            py=t(pts[:, 1]),
+            point_image=t(np.repeat(ann_img, c_lens), torch.long),
+            point_annotator=t(np.repeat(np.arange(len(c_resp)), c_lens), torch.long),
+            annotator_image=t(ann_img, torch.long),
+            annotator_scale=t(scale),
+            width=t(images.width[members], torch.long),
+            height=t(images.height[members], torch.long),
+        )
         maps = splat_heatmaps(
-            t(pts[:, 0]),
-            t(pts[:, 1]),
-            t(np.repeat(ann_img, c_lens), torch.long),
-            t(np.repeat(np.arange(len(c_resp)), c_lens), torch.long),
-            t(ann_img, torch.long),
-            t(scale),
-            t(images.width[members], torch.long),
-            t(images.height[members], torch.long),
+            points,
             (h, w),
             preset,
             out=buf[: len(members)],

@@ -113,7 +113,7 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_campaign_launch(args: argparse.Namespace) -> int:
-    from rfengine import campaign as rd
+    from rfengine.frontends import rapidata as rd
 
     if args.resume is None and args.out is None and not args.dry_run:
         raise UsageError("campaign launch --images needs --out (the campaign file to write)")
@@ -135,7 +135,7 @@ def cmd_campaign_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_status(args: argparse.Namespace) -> int:
-    from rfengine import campaign as rd
+    from rfengine.frontends import rapidata as rd
 
     with redirect_stdout(sys.stderr):
         rows = rd.status(rd.Campaign.load(args.campaign))
@@ -144,7 +144,7 @@ def cmd_campaign_status(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_next(args: argparse.Namespace) -> int:
-    from rfengine import campaign as rd
+    from rfengine.frontends import rapidata as rd
 
     with redirect_stdout(sys.stderr):
         plans = rd.next_stage(rd.Campaign.load(args.campaign), threshold=args.threshold)
@@ -153,7 +153,7 @@ def cmd_campaign_next(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_fetch(args: argparse.Namespace) -> int:
-    from rfengine import campaign as rd
+    from rfengine.frontends import rapidata as rd
 
     with redirect_stdout(sys.stderr):
         summary = rd.fetch(rd.Campaign.load(args.campaign), args.out, overwrite=args.overwrite)

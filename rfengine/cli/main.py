@@ -20,9 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rfengine",
         description="Aggregate rich human feedback on text-to-image generation.",
     )
-    from rfengine import __version__
+    from importlib.metadata import version
 
-    parser.add_argument("--version", action="version", version=f"rfengine {__version__}")
+    parser.add_argument("--version", action="version", version=f"rfengine {version('rfengine')}")
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of any error (for bug reports)"
     )

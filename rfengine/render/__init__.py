@@ -1,4 +1,10 @@
-"""Render: overlays, coloured prompts, per-image panels and the HTML report."""
+"""Render: what a person looks at. Overlays of heatmaps on images and prompts coloured by
+word score (``overlay``), one PNG panel per image (``render_output``), and the HTML report
+of an output (``report``).
+
+Imports ``store`` (to load outputs), ``train`` (the recovery figures) and the ground
+modules; never ``run`` or the front-ends.
+"""
 
 from __future__ import annotations
 

@@ -282,10 +282,10 @@ def _finish(
         opts,
         stats,
         timings,
-        len(run.images),
-        n_rows,
-        n_shards,
-        {
+        n_images=len(run.images),
+        n_rows=n_rows,
+        n_shards=n_shards,
+        reliability={
             **reliability({c: merge_pair_counts(p) for c, p in pairs.items()}),
             **split_half_summary(_split_half(run) if opts.reliability else {}),
         },

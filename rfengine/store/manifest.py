@@ -49,6 +49,7 @@ def build_manifest(
     options: AggregateOptions,
     stats: ReadStats,
     timings: dict[str, float],
+    *,
     n_images: int,
     n_rows: int | None,
     n_shards: int | None,

@@ -79,10 +79,10 @@ def save_output(result: AggregationResult, out: str | Path, *, overwrite: bool =
                 result.options,
                 result.stats,
                 result.timings,
-                len(result.images),
-                n_rows,
-                n_shards,
-                {
+                n_images=len(result.images),
+                n_rows=n_rows,
+                n_shards=n_shards,
+                reliability={
                     **reliability(result.rating_pairs),
                     **split_half_summary({k: [v] for k, v in result.heatmap_reliability.items()}),
                 },

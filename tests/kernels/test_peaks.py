@@ -5,6 +5,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from reference import ref_default_map, ref_published_filter
 from rfengine.kernels import (
+    AnnotatorMaps,
     annotator_peaks,
     gaussian_profiles,
     tile_candidates,
@@ -76,14 +77,9 @@ def test_annotator_peaks_on_merged_modes():
     gy = gaussian_profiles(cy, e, H, s)[0].transpose(1, 2)
     gx = gaussian_profiles(cx, e, W, s)[0]  # both clicks on one row: equal peaks
     full = (gy @ gx)[0]
+    maps = AnnotatorMaps(gy, gx, torch.tensor([0]), torch.tensor([0]), torch.tensor([2]))
     peak = annotator_peaks(
-        gy,
-        gx,
-        torch.tensor([0]),
-        torch.tensor([0]),
-        torch.tensor([2]),
-        torch.tensor([[100, 100, 100, 100]]),
-        torch.tensor([[80, 95, 80, 88]]),
+        maps, torch.tensor([[100, 100, 100, 100]]), torch.tensor([[80, 95, 80, 88]])
     )
     assert float(peak[0]) == pytest.approx(float(full.max()), rel=1e-14)
 
@@ -201,9 +197,9 @@ def test_tile_search_keeps_every_pixel_above_the_lower_bound(pts, H, W, truncate
         t(1.0),
         t(sigma),
         t(sigma),
-        t(reach) if truncated else None,
-        (H, W),
-        t(lower),
+        reach=t(reach) if truncated else None,
+        size=(H, W),
+        lower=t(lower),
     )
     covered = np.zeros((H, W), dtype=bool)
     for a, b in zip(i0.tolist(), j0.tolist(), strict=True):
@@ -227,9 +223,8 @@ def test_tile_search_keeps_every_pixel_above_the_lower_bound(pts, H, W, truncate
     gy = torch.tensor(np.stack([prof(i, c) for c in cy], 1)[None])
     gx = torch.tensor(np.stack([prof(j, c) for c in cx], 0)[None])
     n = len(pts)
-    got = tile_maxima(
-        gy, gx, torch.zeros_like(i0), torch.zeros_like(i0), torch.full_like(i0, n), i0, j0, side
-    )
+    maps = AnnotatorMaps(gy, gx, torch.zeros_like(i0), torch.zeros_like(i0), torch.full_like(i0, n))
+    got = tile_maxima(maps, i0, j0, side)
     for k, (a, b) in enumerate(zip(i0.tolist(), j0.tolist(), strict=True)):
         a, b = min(a, max(H - side, 0)), min(b, max(W - side, 0))  # cut tiles move inside
         assert float(got[k]) == pytest.approx(full[a : a + side, b : b + side].max(), rel=1e-12)

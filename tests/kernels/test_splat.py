@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ from fixtures import DEVICES
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from reference import ref_default_heatmap, ref_published_filter
-from rfengine.kernels import splat_heatmaps
+from rfengine.kernels import Points, splat_heatmaps
 from splat_cases import annotator, point, run_splat
 
 
@@ -131,15 +133,23 @@ def test_rapidata_rejects_resized_grid():
 def test_empty_batch_gives_zeros():
     z = torch.zeros(0)
     zl = torch.zeros(0, dtype=torch.long)
-    out = splat_heatmaps(z, z, zl, zl, zl, z, torch.tensor([5, 5]), torch.tensor([4, 4]), (4, 5))
+    empty = Points(z, z, zl, zl, zl, z, torch.tensor([5, 5]), torch.tensor([4, 4]))
+    out = splat_heatmaps(empty, (4, 5))
     assert out.shape == (2, 4, 5) and float(out.abs().max()) == 0.0
 
 
 # ------------------------------------------------------------------------ preconditions
 
 
+def splat(**args):
+    """``splat_heatmaps`` with its ``Points`` fields given as keywords beside its own."""
+    names = [f.name for f in dataclasses.fields(Points)]
+    points = Points(**{k: args.pop(k) for k in names})
+    return splat_heatmaps(points, **args)
+
+
 def splat_args(**change):
-    """One 40x30 image, two annotators (points 0-1 and 2), as splat_heatmaps' arguments."""
+    """One 40x30 image, two annotators (points 0-1 and 2), as ``splat``'s arguments."""
     f = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     i = lambda *v: torch.tensor(v)  # noqa: E731
     args = {
@@ -157,7 +167,7 @@ def splat_args(**change):
 
 
 def test_valid_arguments_pass_the_checks():
-    assert splat_heatmaps(**splat_args()).shape == (1, 30, 40)
+    assert splat(**splat_args()).shape == (1, 30, 40)
 
 
 @pytest.mark.parametrize(
@@ -189,7 +199,7 @@ def test_valid_arguments_pass_the_checks():
 )
 def test_bad_arguments_are_refused_with_a_message(change, match):
     with pytest.raises(ValueError, match=match):
-        splat_heatmaps(**splat_args(**change))
+        splat(**splat_args(**change))
 
 
 def test_a_fourth_point_is_refused():
@@ -203,17 +213,17 @@ def test_a_fourth_point_is_refused():
         annotator_scale=f(1.0),
     )
     with pytest.raises(ValueError, match=r"at most 3 points per annotator, got 4 for annotator 0"):
-        splat_heatmaps(**args)
+        splat(**args)
 
 
 def test_wrong_dtypes_are_refused():
     with pytest.raises(TypeError, match=r"`point_image` must be an integer tensor"):
-        splat_heatmaps(**splat_args(point_image=torch.tensor([0.0, 0.0, 0.0])))
+        splat(**splat_args(point_image=torch.tensor([0.0, 0.0, 0.0])))
     with pytest.raises(TypeError, match=r"`px` and `py` must share a dtype, float32 or float64"):
-        splat_heatmaps(**splat_args(py=torch.tensor([0.5, 0.5, 0.1], dtype=torch.float32)))
+        splat(**splat_args(py=torch.tensor([0.5, 0.5, 0.1], dtype=torch.float32)))
     half = torch.tensor([0.2, 0.4, 0.7], dtype=torch.float16)
     with pytest.raises(TypeError, match=r"got torch.float16 and torch.float16"):
-        splat_heatmaps(**splat_args(px=half, py=half))
+        splat(**splat_args(px=half, py=half))
 
 
 def test_annotators_must_belong_to_their_points_image():
@@ -224,7 +234,7 @@ def test_annotators_must_belong_to_their_points_image():
         height=torch.tensor([30, 30]),
     )
     with pytest.raises(ValueError, match=r"annotator_image\[point_annotator\]` must equal"):
-        splat_heatmaps(**args)
+        splat(**args)
 
 
 def test_check_false_skips_the_checks_the_engine_guarantees():
@@ -234,7 +244,7 @@ def test_check_false_skips_the_checks_the_engine_guarantees():
     ids = torch.tensor([0, 1, 0])
     unsorted = splat_args(px=f(0.2, 0.7, 0.22), py=f(0.5, 0.1, 0.5), point_annotator=ids)
     in_order = splat_args(px=f(0.2, 0.22, 0.7), py=f(0.5, 0.5, 0.1))
-    right = splat_heatmaps(**in_order)
+    right = splat(**in_order)
     assert float(right.max()) == pytest.approx(0.5)  # each annotator's map peaks at 1 x 0.5
-    wrong = splat_heatmaps(**unsorted, check=False)
+    wrong = splat(**unsorted, check=False)
     assert float(wrong.max()) > 0.9

@@ -1,16 +1,15 @@
 import numpy as np
 import torch
 from PIL import Image
-from rfengine.kernels import splat_heatmaps
+from rfengine.kernels import Points, splat_heatmaps
 
 from rfengine.render import colormap, overlay, panel, prompt_image, safe_name, word_colours
 
 
 def click_heatmap(x, y, w, h):
     t = torch.tensor
-    return splat_heatmaps(t([x]), t([y]), t([0]), t([0]), t([0]), t([1.0]), t([w]), t([h]), (h, w))[
-        0
-    ].numpy()
+    one = Points(t([x]), t([y]), t([0]), t([0]), t([0]), t([1.0]), t([w]), t([h]))
+    return splat_heatmaps(one, (h, w))[0].numpy()
 
 
 def test_colormap_ends():

@@ -237,6 +237,7 @@ def _responses(
     records: list[dict[str, Any]],
     out: Path,
     images: Images,
+    *,
     coherence_scale: CoherenceScale = "severity",
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -262,7 +263,15 @@ def fetch(
     images = read_images(campaign.state["images"], require_files=False)  # names only
     jobs = campaign.state["jobs"]
     client = client or make_client()
-    return _responses(campaign, client, jobs, Path(out), images, coherence_scale, overwrite)
+    return _responses(
+        campaign,
+        client,
+        jobs,
+        Path(out),
+        images,
+        coherence_scale=coherence_scale,
+        overwrite=overwrite,
+    )
 
 
 def next_stage(
