@@ -78,7 +78,7 @@ def _audience(client: Any, spec: dict[str, Any]) -> Any:
     return base.filter([rapidata.LanguageFilter(spec["filters"]["language"])])
 
 
-def _define(
+def define_job(
     client: Any, task: str, config: dict[str, Any], images: Images, rows: list[int]
 ) -> dict[str, Any]:
     """Create one job definition with its settings and validation set, saved: the record
@@ -139,7 +139,7 @@ def _run(client: Any, campaign: Campaign, tasks: list[str], images: Images) -> N
         rec = by_task.get(task)
         if rec is None:
             rows = [index[i] for i in state["planned"][task]]
-            rec = dict(_define(client, task, config, images, rows), stage=state["stage"])
+            rec = dict(define_job(client, task, config, images, rows), stage=state["stage"])
             state["jobs"].append(rec)
             campaign.save()
             by_task[task] = rec

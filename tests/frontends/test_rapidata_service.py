@@ -325,7 +325,7 @@ def test_every_locate_job_caps_clicks_at_three(sim, fake, tmp_path):
 
 def test_an_interrupted_launch_resumes_without_creating_twice(sim, fake, tmp_path, monkeypatch):
     camp = tmp_path / "c.json"
-    real = service._define
+    real = service.define_job
     calls = []
 
     def flaky(*a, **k):
@@ -334,13 +334,13 @@ def test_an_interrupted_launch_resumes_without_creating_twice(sim, fake, tmp_pat
             raise KeyboardInterrupt  # killed while creating the third definition
         return real(*a, **k)
 
-    monkeypatch.setattr(service, "_define", flaky)
+    monkeypatch.setattr(service, "define_job", flaky)
     with pytest.raises(KeyboardInterrupt):
         rd.launch(sim / "images.jsonl", camp)
     state = json.loads(camp.read_text())
     assert [j["task"] for j in state["jobs"]] == ["style", "coherence"]
     assert not fake.jobs  # nothing assigned (billed) before every definition is saved
-    monkeypatch.setattr(service, "_define", real)
+    monkeypatch.setattr(service, "define_job", real)
     # then interrupted while assigning: the second job_post fails
     post = fake.svc.order.job_api.job_post
     real_post, n = post.side_effect, []

@@ -1,4 +1,5 @@
-"""Uncertainty of every score: Kish's n_eff, standard errors and confidence intervals."""
+"""The result types: heatmap blocks (``Heatmaps``), and the uncertainty of every score
+(Kish's n_eff, standard errors and confidence intervals)."""
 
 import datasets
 import numpy as np
@@ -7,7 +8,44 @@ from fixtures import make_campaign, write_jsonl
 from scipy.stats import t as student_t
 
 from rfengine import aggregate, save_output
+from rfengine.aggregation.result import Heatmaps
 from rfengine.schema import CRITERIA
+
+
+def _heatmaps() -> tuple[Heatmaps, np.ndarray, np.ndarray]:
+    """Six images: 0, 2, 3 at 4x5 in one block, 5 at 2x2 in another, 1 and 4 without maps."""
+    hm = Heatmaps(6)
+    a = np.arange(3 * 4 * 5, dtype=np.float16).reshape(3, 4, 5)
+    b = np.ones((1, 2, 2), dtype=np.float16)
+    hm.add(np.array([0, 2, 3]), a)
+    hm.add(np.array([5]), b)
+    return hm, a, b
+
+
+def test_heatmaps_index_like_a_list_of_maps():
+    hm, a, b = _heatmaps()
+    assert len(hm) == 6
+    assert [m is None for m in hm] == [False, True, False, False, True, False]
+    np.testing.assert_array_equal(hm[2], a[1])
+    np.testing.assert_array_equal(hm[-1], b[0])
+    assert [m is None for m in hm[1:4]] == [True, False, False]
+    with pytest.raises(IndexError):
+        hm[6]
+    np.testing.assert_array_equal(hm.present(np.arange(6)), [1, 0, 1, 1, 0, 1])
+
+
+def test_heatmaps_block_is_a_view_only_for_consecutive_maps_of_one_block():
+    hm, a, _ = _heatmaps()
+    view = hm.block(np.array([2, 3]))
+    assert view is not None and np.shares_memory(view, a)
+    np.testing.assert_array_equal(view, a[1:3])
+    assert hm.block(np.array([0, 1])) is None  # image 1 has no map
+    assert hm.block(np.array([3, 5])) is None  # two blocks
+    assert hm.block(np.array([3, 2])) is None  # not in block order
+    assert hm.block(np.array([], dtype=np.int64)) is None
+
+
+# ------------------------------------------------------------------------- uncertainty
 
 
 def test_columns_match_a_float64_reference(tmp_path):
