@@ -25,16 +25,56 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
+from typing import Any
 
-from rfengine.aggregation.result import AggregationResult, Scores, WordScores
-from rfengine.errors import InputError, Rejection
-from rfengine.ingest import Images, Responses, read_images, read_responses
-from rfengine.options import AggregateOptions, Engine
-from rfengine.run.pipeline import aggregate, aggregate_to_disk
-from rfengine.schema import CRITERIA, HEATMAP_KINDS, MAX_POINTS, TASKS, Task
-from rfengine.store import save_output
-from rfengine.store.load import Output, load_annotators, load_dataset, load_output
-from rfengine.store.targets import Shard, load_targets
+#: the public API, by the module that defines each name: imported on first use, so that
+#: ``import rfengine`` (and the CLI's ``--help``) loads no torch, pyarrow or datasets
+_API = {
+    "InputError": "rfengine.errors",
+    "Rejection": "rfengine.errors",
+    "Images": "rfengine.ingest",
+    "Responses": "rfengine.ingest",
+    "read_images": "rfengine.ingest",
+    "read_responses": "rfengine.ingest",
+    "AggregateOptions": "rfengine.options",
+    "Engine": "rfengine.options",
+    "Output": "rfengine.store.load",
+    "load_annotators": "rfengine.store.load",
+    "load_dataset": "rfengine.store.load",
+    "load_output": "rfengine.store.load",
+    "aggregate": "rfengine.run.pipeline",
+    "aggregate_to_disk": "rfengine.run.pipeline",
+    "AggregationResult": "rfengine.aggregation.result",
+    "Scores": "rfengine.aggregation.result",
+    "WordScores": "rfengine.aggregation.result",
+    "CRITERIA": "rfengine.schema",
+    "HEATMAP_KINDS": "rfengine.schema",
+    "MAX_POINTS": "rfengine.schema",
+    "TASKS": "rfengine.schema",
+    "Task": "rfengine.schema",
+    "save_output": "rfengine.store",
+    "Shard": "rfengine.store.targets",
+    "load_targets": "rfengine.store.targets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name (``_API``), or a subpackage (``rfengine.kernels``), on first use."""
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module 'rfengine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
 
 __version__ = "0.1.0"
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields, replace
-from typing import Any, Literal, TypedDict, get_args
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
-import numpy as np
-import pyarrow as pa
-import torch
+if TYPE_CHECKING:  # torch, numpy and pyarrow load when an option needs them, not for --help
+    import numpy as np
+    import pyarrow as pa
+    import torch
 
 #: the heatmap definitions (``kernels.splat_heatmaps``' ``preset``; tests/test_layout.py
 #: checks that the two lists agree)
@@ -34,10 +35,28 @@ Weights = Literal["trust", "uniform", "estimate"]
 Prior = Literal["trust", "uniform"]
 DTypeName = Literal["float16", "float32"]
 
-#: heatmap dtypes by name, with their numpy and Arrow counterparts
-DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "float32": torch.float32}
-_NUMPY = {torch.float16: np.float16, torch.float32: np.float32}
-_ARROW = {torch.float16: pa.float16(), torch.float32: pa.float32()}
+#: heatmap dtypes, by the names the options take
+DTYPES: tuple[DTypeName, ...] = get_args(DTypeName)
+
+
+def torch_dtype(name: DTypeName) -> torch.dtype:
+    """The torch dtype of a heatmap dtype name."""
+    import torch
+
+    return {"float16": torch.float16, "float32": torch.float32}[name]
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
+def _float16() -> torch.dtype:
+    import torch
+
+    return torch.float16
+
 
 DEFAULT_BUDGET = 512 * 2**20
 #: what a run can write: the Hugging Face dataset and the safetensors targets
@@ -108,6 +127,8 @@ def parse_bytes(text: str | int) -> int:
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -195,8 +216,8 @@ class AggregateOptions:
 
     preset: Preset = "default"
     heatmap_size: tuple[int, int] | None = None
-    device: torch.device = torch.device("cpu")
-    dtype: torch.dtype = torch.float16
+    device: torch.device = field(default_factory=_cpu)
+    dtype: torch.dtype = field(default_factory=_float16)
     on_error: OnError = "fail"
     weights: Weights = "trust"
     prior: Prior = "trust"
@@ -228,11 +249,13 @@ class AggregateOptions:
         reliability = args.get("reliability", base.reliability)
         if not isinstance(reliability, bool):
             raise ValueError(f"reliability must be True or False, got {reliability!r}")
+        import torch
+
         dtype = args.get("dtype", base.dtype)
         if not isinstance(dtype, torch.dtype):
             _choice("dtype", dtype, DTypeName)
-            dtype = DTYPES[dtype]
-        elif dtype not in _NUMPY:
+            dtype = torch_dtype(dtype)
+        elif dtype not in (torch.float16, torch.float32):
             raise ValueError(f"dtype must be torch.float16 or torch.float32, got {dtype}")
         size = (
             parse_heatmap_size(args["heatmap_size"])
@@ -268,7 +291,7 @@ class AggregateOptions:
     @property
     def dtype_name(self) -> DTypeName:
         """``"float16"`` or ``"float32"``."""
-        return "float16" if self.dtype == torch.float16 else "float32"
+        return "float16" if self.dtype.itemsize == 2 else "float32"
 
     @property
     def itemsize(self) -> int:
@@ -277,11 +300,15 @@ class AggregateOptions:
 
     @property
     def numpy_dtype(self) -> type[np.floating]:
-        return _NUMPY[self.dtype]
+        import numpy as np
+
+        return np.float16 if self.dtype_name == "float16" else np.float32
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return _ARROW[self.dtype]
+        import pyarrow as pa
+
+        return pa.float16() if self.dtype_name == "float16" else pa.float32()
 
     def to_json(self) -> dict[str, Any]:
         """The manifest's ``config`` record (plain JSON values)."""
@@ -308,6 +335,8 @@ class AggregateOptions:
             args["outputs"] = tuple(args["outputs"])
         # the device is where it ran: recorded, not re-checked (a CUDA run's output loads
         # on a machine without a GPU)
+        import torch
+
         return replace(cls.create(cls(), **args), device=torch.device(record["device"]))
 
 

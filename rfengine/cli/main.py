@@ -37,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub)
     add_annotators(sub)
     add_campaign(sub)
+    _own_usage(parser)
     return parser
+
+
+def _own_usage(parser: argparse.ArgumentParser) -> None:
+    """Let every (sub)command's parser be the one that reports its unknown arguments, so
+    that the usage printed is that command's, not the top level's."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(command_parser=sub)
+                _own_usage(sub)
 
 
 def _os_error(exc: OSError) -> str:
@@ -54,11 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     written (one line naming it); 2 usage errors (argparse's message); 3 an internal
     error, i.e. a bug (one line, the traceback with ``--debug``); 130 interrupted."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        owner = getattr(args, "command_parser", parser)
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")  # exits with 2
     try:
         return args.func(args)
     except UsageError as exc:
-        parser.error(str(exc))  # exits with 2
+        getattr(args, "command_parser", parser).error(str(exc))  # exits with 2
     except (InputError, FileExistsError) as exc:
         if args.debug:
             raise

@@ -155,3 +155,50 @@ def test_a_bug_is_not_disguised_as_bad_input(campaign, tmp_path, capsys, monkeyp
     assert "--debug" in err and "Traceback" not in err
     with pytest.raises(ValueError, match="an internal invariant broke"):
         main(["--debug", *_aggregate_args(campaign, tmp_path / "o2")])
+
+
+#: what a command loads only when its work needs it
+HEAVY = ("torch", "pyarrow", "datasets", "pandas", "ray", "rapidata", "PIL", "scipy")
+PROBE = """
+import sys
+from rfengine.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("loaded:", ",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["aggregate", "--help"],
+        ["campaign", "launch", "--help"],
+        ["evaluate", "--help"],
+        ["aggregate", "--images"],  # a usage error
+        ["render", "--bogus"],
+    ],
+    ids=" ".join,
+)
+def test_help_and_usage_errors_load_nothing_heavy(argv):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.splitlines()[-1] == "loaded: ", out.stdout
+
+
+def test_an_unknown_flag_prints_the_subcommands_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["render", "out/", "--bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: rfengine render") and "unrecognized arguments: --bogus" in err
