@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from rfengine.cli.aggregate import add_aggregate
@@ -63,12 +65,25 @@ def _os_error(exc: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Exit codes: 0 done; 1 bad input or a file that cannot be read or
     written (one line naming it); 2 usage errors (argparse's message); 3 an internal
-    error, i.e. a bug (one line, the traceback with ``--debug``); 130 interrupted."""
+    error, i.e. a bug (one line, the traceback with ``--debug``); 130 interrupted; 143
+    terminated (SIGTERM). A failure that a ``--resume`` can continue says so after its
+    line; bad input removes the run's work folder."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         owner = getattr(args, "command_parser", parser)
         owner.error(f"unrecognized arguments: {' '.join(unknown)}")  # exits with 2
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return _run(parser, args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The command, its failures turned into one line and an exit code."""
     try:
         return args.func(args)
     except UsageError as exc:
@@ -76,25 +91,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, FileExistsError) as exc:
         if args.debug:
             raise
-        print(f"rfengine: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"rfengine: error: {exc}", exc, 1)
     except OSError as exc:
         if args.debug:
             raise
-        print(f"rfengine: error: {_os_error(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("rfengine: interrupted", file=sys.stderr)
-        return 130
+        return _fail(f"rfengine: error: {_os_error(exc)}", exc, 1)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            return _fail("rfengine: terminated", exc, 143)
+        return _fail("rfengine: interrupted", exc, 130)
     except Exception as exc:
         if args.debug:
             raise
-        print(
+        line = (
             f"rfengine: internal error: {type(exc).__name__}: {exc} -- this is a bug, not "
-            "bad input; rerun with --debug for the traceback and report it",
-            file=sys.stderr,
+            "bad input; rerun with --debug for the traceback and report it"
         )
-        return 3
+        return _fail(line, exc, 3)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it ends as an interrupt does: Ray
+    tasks cancelled, a Ray runtime it started stopped, nothing published."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _fail(line: str, exc: BaseException, code: int) -> int:
+    """The error's one line on stderr, then, only where a resume can help, the hint."""
+    print(line, file=sys.stderr)
+    hint = getattr(exc, "resume_hint", None)
+    if hint:
+        print(hint, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

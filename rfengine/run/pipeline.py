@@ -48,7 +48,7 @@ from rfengine.store import (
     check_target,
     finalize_dataset,
     finalize_targets,
-    reporting_work_folder,
+    keep_for_resume,
 )
 from rfengine.store.manifest import build_manifest, describe_input, run_fingerprint
 from rfengine.store.save import publish
@@ -183,17 +183,17 @@ def aggregate_to_disk(
     opts = AggregateOptions.create(options, **args)
     eng = engine if isinstance(engine, Engine) else Engine.create(engine)
     out = Path(out)
+    # every check that needs no responses comes before anything is written
     check_target(out, overwrite)
-    with WorkDir(out) as work, reporting_work_folder(work):
-        say = Say(progress)
-        inp = open_inputs(images, responses, allow_outside_paths)
-        run = _start(work, inp, opts, resume=resume, say=say)
-        if eng.name == "ray":
-            from rfengine.run.ray import run_on_ray
+    if eng.name == "ray":
+        from rfengine.run.ray import require_ray, run_on_ray
 
-            trust = run_on_ray(run, eng)
-        else:
-            trust = run_local(run)
+        require_ray()
+    inp = open_inputs(images, responses, allow_outside_paths)
+    check_budget(inp.images, opts)
+    with WorkDir(out) as work, keep_for_resume(work):
+        run = _start(work, inp, opts, resume=resume, say=Say(progress))
+        trust = run_on_ray(run, eng) if eng.name == "ray" else run_local(run)
         return _finish(run, inp, trust, engine=eng, overwrite=overwrite)
 
 
@@ -201,7 +201,6 @@ def _start(work: WorkDir, inp: Inputs, opts: AggregateOptions, *, resume: bool, 
     """Hash the inputs and take up an unfinished earlier run with the same ones (``resume``)
     or start over, saying why; plan the partitions."""
     t0 = time.perf_counter()
-    check_budget(inp.images, opts)
     key = {
         "format": FORMAT,
         "inputs": [describe_input(p) for p in inp.paths],

@@ -56,6 +56,12 @@ from rfengine.store.work import WorkFiles
 MAX_RETRIES = 3
 
 
+def require_ray() -> None:
+    """An ``InputError`` saying how to install Ray, where it is missing (checked before a
+    run writes anything)."""
+    _ray()
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -187,16 +193,17 @@ def run_on_ray(run: Run, engine: Engine) -> TrustEstimate | None:
     Fills the run's state (``read_stats``, ``parts``) as the local engine does; returns the
     trust estimate, if any."""
     ray = _ray()
-    started = start(engine)
+    connected = ray.is_initialized()  # by the caller: theirs to stop
     pending: list = []
     try:
+        start(engine)
         return _drive(ray, run, engine, pending)
     except BaseException as exc:
         for ref in pending:  # interrupted or failed: stop what is still running
             ray.cancel(ref, force=True)
         raise _unwrap(ray, exc) from None
     finally:
-        if started:
+        if not connected:  # even when interrupted inside ray.init: stop what it started
             ray.shutdown()
 
 
@@ -263,4 +270,12 @@ def _drive(ray: Any, run: Run, engine: Engine, pending: list) -> TrustEstimate |
     return trust
 
 
-__all__ = ["MAX_RETRIES", "PartTask", "ReaderSpec", "aggregate_task", "run_on_ray", "start"]
+__all__ = [
+    "MAX_RETRIES",
+    "PartTask",
+    "ReaderSpec",
+    "aggregate_task",
+    "require_ray",
+    "run_on_ray",
+    "start",
+]

@@ -11,7 +11,7 @@ from rfengine.store.dataset import build_table, finalize_dataset, write_dataset_
 from rfengine.store.manifest import sha256
 from rfengine.store.save import save_output, write_annotators, write_rejections
 from rfengine.store.targets import finalize_targets, load_targets, write_targets
-from rfengine.store.work import WorkDir, check_target, reporting_work_folder
+from rfengine.store.work import WorkDir, check_target, keep_for_resume
 
 __all__ = [
     "WorkDir",
@@ -20,7 +20,7 @@ __all__ = [
     "finalize_dataset",
     "finalize_targets",
     "load_targets",
-    "reporting_work_folder",
+    "keep_for_resume",
     "save_output",
     "sha256",
     "write_annotators",

@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,19 +200,30 @@ class WorkDir:
         return self.out
 
 
+#: what a failed run that can be resumed says after its error line
+RESUME_HINT = "rfengine: the unfinished run is in {}: rerun with --resume to continue it"
+
+
 @contextlib.contextmanager
-def reporting_work_folder(work: WorkDir) -> Iterator[None]:
-    """On a failure or an interrupt, say on stderr where the unfinished run's work folder
-    is and what clears it."""
+def keep_for_resume(work: WorkDir) -> Iterator[None]:
+    """Leave the work folder only where a resume can help.
+
+    Bad input (``InputError``) fails the same way on every resume: the work folder is
+    removed. Anything else (an interrupt, a kill's ``SIGTERM``, a full disk, a failed
+    write) keeps it, and the exception carries the hint for the CLI to print after its
+    error line (``exc.resume_hint``; on Python 3.11+ also a note of its traceback).
+    """
     try:
         yield
-    except BaseException:
+    except InputError:
+        work.clear()
+        raise
+    except BaseException as exc:
         if work.dir.exists():
-            print(
-                f"rfengine: the unfinished run is in {work.dir}: rerun with --resume to "
-                "continue it, or without to start over",
-                file=sys.stderr,
-            )
+            hint = RESUME_HINT.format(work.dir)
+            exc.resume_hint = hint  # type: ignore[attr-defined]
+            if hasattr(exc, "add_note"):
+                exc.add_note(hint)
         raise
 
 
@@ -223,5 +233,6 @@ __all__ = [
     "WorkDir",
     "WorkFiles",
     "check_target",
-    "reporting_work_folder",
+    "RESUME_HINT",
+    "keep_for_resume",
 ]

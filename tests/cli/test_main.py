@@ -138,8 +138,12 @@ def test_unwritable_output_is_one_line(campaign, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(work.WorkDir, "publish", full)
     assert main(_aggregate_args(campaign, tmp_path / "o")) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(f"rfengine: error: {tmp_path / 'o'}: No space left on device")
-    assert "disk is full" in err[-1] and not any("Traceback" in line for line in err)
+    assert err[0].startswith(f"rfengine: error: {tmp_path / 'o'}: No space left on device")
+    assert "disk is full" in err[0] and not any("Traceback" in line for line in err)
+    assert err[1:] == [  # a full disk can be resumed once there is room: the hint follows
+        f"rfengine: the unfinished run is in {tmp_path / '.o.rfengine-work'}: rerun with "
+        "--resume to continue it"
+    ]
 
 
 def test_a_bug_is_not_disguised_as_bad_input(campaign, tmp_path, capsys, monkeypatch):
