@@ -26,12 +26,14 @@ class Rejection:
         return f"{self.file}: {self.where}: {field}{self.reason}"
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON record (a non-finite number of the row, which JSON cannot hold, as its
+        text: ``"inf"``, ``"nan"``)."""
         return {
             "file": self.file,
             "where": self.where,
             "field": self.field,
             "reason": self.reason,
-            "row": self.row,
+            "row": json_safe(self.row, repr),
         }
 
 
@@ -50,6 +52,25 @@ class InputError(ValueError):
             else ""
         )
         return cls(rej.message() + tail, rej)
+
+
+def json_safe(value: Any, nonfinite: Any = None) -> Any:
+    """``value`` with every non-finite float replaced, so that ``json.dumps(...,
+    allow_nan=False)`` writes it: by None (a figure that could not be computed), or by
+    ``nonfinite(x)`` when that is a function (``repr``: an input value kept as its text).
+
+    >>> json_safe({"a": [1.0, float("nan")], "b": float("inf")}, repr)
+    {'a': [1.0, 'nan'], 'b': 'inf'}
+    """
+    if isinstance(value, float):
+        if value == value and value not in (float("inf"), float("-inf")):
+            return value
+        return nonfinite(value) if callable(nonfinite) else nonfinite
+    if isinstance(value, dict):
+        return {k: json_safe(v, nonfinite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, nonfinite) for v in value]
+    return value
 
 
 def shorten(value: Any, limit: int = 200) -> str:

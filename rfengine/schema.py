@@ -76,6 +76,10 @@ NO_MISTAKE = "[No_Mistake]"
 #: trust weights are finite and at most this (a larger one is a rejected row): sums of a
 #: campaign's weights then stay far from float overflow
 MAX_WEIGHT = 1e6
+#: a positive trust weight is at least this (a smaller one is a rejected row): a weight, its
+#: square and their sums then stay normal numbers in float32 outputs, where 1e-300 became
+#: a total of 0 beside word scores of 3e-300 (an infinite share)
+MIN_WEIGHT = 1e-12
 #: widths and heights of images, in pixels, at most this
 MAX_SIDE = 16384
 
@@ -96,6 +100,7 @@ __all__ = [
     "MAX_POINTS",
     "MAX_SIDE",
     "MAX_WEIGHT",
+    "MIN_WEIGHT",
     "NO_MISTAKE",
     "POINT_TASKS",
     "TASKS",

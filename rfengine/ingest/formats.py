@@ -26,6 +26,16 @@ _EXTENSIONS: dict[str, Format] = {
 }
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (JSON's ``\\ud800`` escape decodes to a
+    lone surrogate, which cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def table_format(path: Path) -> Format:
     """The format named by the file's extension; an InputError for anything else."""
     fmt = _EXTENSIONS.get(path.suffix.lower())

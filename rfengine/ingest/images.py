@@ -19,6 +19,7 @@ from rfengine.ingest.formats import (
     NOT_UTF8,
     check_readable,
     csv_header,
+    is_unicode,
     parquet_where,
     read_parquet,
 )
@@ -202,6 +203,9 @@ def read_images(
             raise bad(
                 "prompt", "missing" if prompt is None else f"expected a string, got {prompt!r:.60}"
             )
+        for fld, text in (("image_id", image_id), ("prompt", prompt)):
+            if not is_unicode(text):
+                raise bad(fld, "invalid Unicode (a lone surrogate, e.g. an escaped \\ud800)")
         rel = rec.get("path")
         img_path = None
         if rel is not None:

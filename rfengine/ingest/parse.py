@@ -28,6 +28,7 @@ from rfengine.ingest.formats import (
     as_float,
     check_readable,
     csv_header,
+    is_unicode,
     json_error,
     parquet_where,
 )
@@ -53,6 +54,24 @@ def _line_where(n: int) -> str:
     return f"line {n}"
 
 
+class _Repeated(ValueError):
+    """A JSON object that gives one key twice (``json.loads`` would keep the last)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Repeated(key)
+        out[key] = value
+    return out
+
+
 def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]:
     """One record to the schema's Python types, or (None, field, reason)."""
     if not isinstance(rec, dict):
@@ -62,6 +81,8 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
         v = rec.get(f)
         if v is not None and not isinstance(v, str):
             return None, f, f"expected a string, got {shorten(v)}"
+        if v is not None and not is_unicode(v):
+            return None, f, "invalid Unicode (a lone surrogate, e.g. an escaped \\ud800)"
         out[f] = v  # empty strings are rejected as missing by the validation, like nulls
     for f in ("weight", "rating"):
         v = rec.get(f)
@@ -106,14 +127,16 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
 
 
 def _records_to_parsed(
-    path: Path, records: list[tuple[int, Any, str]], from_text: bool, n_read: int
+    path: Path, records: list[tuple[int, Any, Any]], from_text: bool, n_read: int
 ) -> Parsed:
-    """(line, record or raw text, parse error) triples -> Parsed, rejecting bad records."""
+    """(line, record or raw text, parse error) triples -> Parsed, rejecting bad records; an
+    error is a reason, or a (field, reason) pair."""
     rows, locs, rejected = [], [], []
     for line, rec, err in records:
         if err:
             raw = shorten(rec, 1000) if not isinstance(rec, str) else rec[:1000]
-            rejected.append(Rejection(str(path), _line_where(line), "", err, raw, (0, line)))
+            fld, why = err if isinstance(err, tuple) else ("", err)
+            rejected.append(Rejection(str(path), _line_where(line), fld, why, raw, (0, line)))
             continue
         out, fld, why = _coerce(rec, from_text)
         if out is None:
@@ -163,6 +186,8 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[Parsed]:
         ):
             try:
                 table = pj.read_json(io.BytesIO(block), parse_options=opts)
+                # (pyarrow refuses a field given twice in a line: that block, too, goes line
+                # by line, where _no_repeats names the field)
                 if table.num_rows == n_lines:
                     locs = np.arange(first, first + n_lines, dtype=np.int64)
                     yield Parsed(table.select(SCHEMA.names), locs, _line_where, [], n_lines)
@@ -183,7 +208,9 @@ def _parse_jsonl(path: Path, chunk_bytes: int) -> Iterator[Parsed]:
             if not text.strip():
                 continue
             try:
-                records.append((n, json.loads(text), ""))
+                records.append((n, json.loads(text, object_pairs_hook=_no_repeats), ""))
+            except _Repeated as exc:
+                records.append((n, text[:1000], (exc.key, "given twice")))
             except (ValueError, RecursionError) as exc:
                 last = at_end and n == first + len(lines) - 1
                 why = (
@@ -266,16 +293,46 @@ def _parse_parquet(path: Path, chunk_rows: int) -> Iterator[Parsed]:
             batch_size=chunk_rows, columns=[n for n in SCHEMA.names if n in names]
         ):
             n = batch.num_rows
-            cols = [
-                batch.column(f.name).cast(f.type) if f.name in names else pa.nulls(n, f.type)
-                for f in SCHEMA
-            ]
+            keep = np.ones(n, dtype=bool)
+            rejected: list[Rejection] = []
+            cols = []
+            for f in SCHEMA:
+                if f.name not in names:
+                    cols.append(pa.nulls(n, f.type))
+                    continue
+                col, bad = _cast_rows(batch.column(f.name), f.type)
+                cols.append(col)
+                for k in np.flatnonzero(bad & keep):
+                    where = parquet_where(start + int(k), groups)
+                    value = shorten(batch.column(f.name)[int(k)].as_py())
+                    why = f"value out of range for {f.type}: {value}"
+                    rejected.append(Rejection(str(path), where, f.name, why, None, (0, start + k)))
+                keep &= ~bad
             table = pa.Table.from_arrays(cols, schema=SCHEMA)
             locs = np.arange(start, start + n, dtype=np.int64)
-            yield Parsed(table, locs, lambda r: parquet_where(int(r), groups), [], n)
+            if not keep.all():
+                table, locs = table.filter(pa.array(keep)), locs[keep]
+            yield Parsed(table, locs, lambda r: parquet_where(int(r), groups), rejected, n)
             start += n
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: unreadable Parquet data after row {start}: {exc}") from None
+
+
+def _cast_rows(arr: pa.Array, typ: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """``arr`` cast to ``typ``, and which rows could not be (a value out of the type's
+    range, e.g. 2**64 - 1 for int64): those become nulls and are flagged, so that one bad
+    row is rejected instead of the whole file. The bad rows are found by halving, so a
+    batch with a few of them costs a few dozen casts."""
+    try:
+        return arr.cast(typ), np.zeros(len(arr), dtype=bool)
+    except pa.ArrowInvalid:
+        if len(arr) == 1:
+            return pa.nulls(1, typ), np.ones(1, dtype=bool)
+    # halves by ``take``, not slices: a sliced list array's cast sees its whole child array
+    half = len(arr) // 2
+    lo, hi = (arr.take(pa.array(np.arange(a, b))) for a, b in ((0, half), (half, len(arr))))
+    (a, bad_a), (b, bad_b) = _cast_rows(lo, typ), _cast_rows(hi, typ)
+    return pa.concat_arrays([a, b]), np.concatenate([bad_a, bad_b])
 
 
 def _castable(src: pa.DataType, dst: pa.DataType) -> bool:

@@ -15,7 +15,7 @@ from rfengine.errors import Rejection
 from rfengine.ingest.columns import REQUIRED, SCHEMA, filled
 from rfengine.ingest.images import Images, image_index
 from rfengine.ingest.parse import Parsed
-from rfengine.schema import MAX_POINTS, MAX_WEIGHT, TASKS, Task
+from rfengine.schema import MAX_POINTS, MAX_WEIGHT, MIN_WEIGHT, TASKS, Task
 
 
 class _Checks:
@@ -66,6 +66,11 @@ def validate_chunk(
         ~np.isfinite(weight) | (weight < 0) | (weight > MAX_WEIGHT),
         "weight",
         lambda i: f"weight must be a finite number in [0, {MAX_WEIGHT:g}], got {weight[i]}",
+    )
+    check(
+        (weight > 0) & (weight < MIN_WEIGHT),
+        "weight",
+        lambda i: f"weight must be 0 or at least {MIN_WEIGHT:g}, got {weight[i]:g}",
     )
     img = image_index(images, t["image_id"])
     check(

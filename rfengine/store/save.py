@@ -25,10 +25,13 @@ __all__ = ["publish", "save_output", "write_annotators", "write_rejections"]
 
 
 def write_rejections(rejections, path: Path, mode: str = "w") -> None:
-    """Append (or write) rejections as JSON lines."""
-    with path.open(mode, encoding="utf-8") as fh:
+    """Append (or write) rejections as JSON lines: valid JSON whatever the row held (a
+    non-finite number as its text; text that is not Unicode, such as a lone surrogate, as
+    its ``\\uXXXX`` escape, which JSON readers turn back into the same string)."""
+    with path.open(mode, encoding="utf-8", errors="backslashreplace") as fh:
         for rej in rejections:
-            fh.write(json.dumps(rej.to_json(), ensure_ascii=False, default=str) + "\n")
+            text = json.dumps(rej.to_json(), ensure_ascii=False, default=str, allow_nan=False)
+            fh.write(text + "\n")
 
 
 def write_annotators(trust: TrustEstimate, path: Path) -> None:

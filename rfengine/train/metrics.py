@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import torch
 
-from rfengine.errors import InputError
+from rfengine.errors import InputError, json_safe
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
 from rfengine.store.load import as_heatmap, as_word_scores
 
@@ -228,17 +228,6 @@ def _pred_files(pred: Path) -> list[Path]:
 GENERATOR = "rfengine evaluate"
 
 
-def _json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float as None (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def report_json(report: dict[str, Any]) -> str:
     """An ``evaluate`` report as the text ``rfengine evaluate`` prints and writes: valid
     JSON (a figure that could not be computed is null, never NaN) led by ``generator``.
@@ -252,7 +241,7 @@ def report_json(report: dict[str, Any]) -> str:
       }
     }
     """
-    doc = {"generator": GENERATOR, **_json_safe(report)}
+    doc = {"generator": GENERATOR, **json_safe(report)}
     return json.dumps(doc, indent=2, allow_nan=False) + "\n"
 
 

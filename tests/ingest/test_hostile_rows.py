@@ -62,6 +62,36 @@ HOSTILE = [
     (line({**GOOD, "annotator_id": ["u1"]}), "annotator_id", "expected a string"),
     (line([1, 2, 3]), "", "expected a JSON object"),
     (b"null", "", "expected a JSON object"),  # pyarrow 26 reads it as an empty row, or crashes
+    # a key given twice: json.loads and pyarrow would keep one value without a word
+    (
+        b'{"image_id": "a", "annotator_id": "u1", "task": "style", "rating": 5, "rating": 1}',
+        "rating",
+        "given twice",
+    ),
+    (
+        b'{"image_id": "a", "annotator_id": "u1", "annotator_id": "u2", "task": "style", '
+        b'"rating": 5}',
+        "annotator_id",
+        "given twice",
+    ),
+    (
+        b'{"image_id": "a", "annotator_id": "u1", "task": "style", "rating": 5, "rating": null}',
+        "rating",
+        "given twice",
+    ),
+    # a lone surrogate (JSON's escape of half a UTF-16 pair): not Unicode, cannot be written
+    (
+        b'{"image_id": "a", "annotator_id": "u\\ud800", "task": "style", "rating": 3}',
+        "annotator_id",
+        "invalid Unicode",
+    ),
+    (
+        b'{"image_id": "a\\udfff", "annotator_id": "u1", "task": "style", "rating": 3}',
+        "image_id",
+        "invalid Unicode",
+    ),
+    (line({**GOOD, "weight": 1e-300}), "weight", "0 or at least 1e-12"),
+    (line({**GOOD, "weight": 5e-324}), "weight", "0 or at least 1e-12"),
 ]
 
 
@@ -128,3 +158,65 @@ def test_csv_huge_cell_and_bad_bytes_are_rows_of_their_own(tmp_path, images):
         ("line 3", "field 'annotator_id': invalid UTF-8")
     ]
     assert stats.read == 3
+
+
+def test_a_repeated_key_is_found_in_a_block_pyarrow_parses(tmp_path, images):
+    """Many clean lines around it: the block's fast path must notice the repeat too."""
+    rows = [line({**GOOD, "annotator_id": f"u{k}"}) for k in range(500)]
+    rows[250] = (
+        b'{"image_id": "a", "annotator_id": "x", "task": "style", "rating": 5, "rating": 1}\n'
+    )
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"".join(rows))
+    resp, rejected, _ = read_responses([path], images, on_error="skip")
+    got = [(r.where, r.field, r.reason) for r in rejected]
+    assert got == [("line 251", "rating", "given twice")]
+    assert len(resp) == 499
+
+
+def test_a_field_name_inside_a_value_is_no_repeat(tmp_path, images):
+    rows = [line({**GOOD, "annotator_id": '"rating"'}), line({**GOOD, "annotator_id": "u2"})]
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"".join(rows))
+    resp, rejected, _ = read_responses([path], images, on_error="skip")
+    assert rejected == [] and len(resp) == 2
+
+
+def test_a_parquet_value_out_of_range_is_one_row(tmp_path, images):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 1000
+    table = pa.table(
+        {
+            "image_id": ["a"] * n,
+            "annotator_id": [f"u{k}" for k in range(n)],
+            "task": ["words"] * n,
+            "selected": pa.array(
+                [[1]] * 600 + [[2**64 - 1]] + [[2]] * (n - 601), pa.list_(pa.uint64())
+            ),
+        }
+    )
+    path = tmp_path / "r.parquet"
+    pq.write_table(table, path, row_group_size=300)
+    resp, rejected, _ = read_responses([path], images, on_error="skip")
+    assert [(r.where, r.field) for r in rejected] == [("row group 2, row 0", "selected")]
+    assert "out of range" in rejected[0].reason and str(2**64 - 1) in rejected[0].reason
+    assert len(resp) == n - 1
+
+
+def test_rejections_are_json_whatever_the_row_held(tmp_path, images):
+    from rfengine import aggregate_to_disk
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(
+        line({**GOOD, "annotator_id": "u0"})
+        + b'{"image_id": "a", "annotator_id": "u\\ud800", "task": "style", "rating": 3}\n'
+        + b'{"image_id": "a", "annotator_id": "u2", "task": "style", "rating": 1e400}\n'
+    )
+    out = tmp_path / "out"
+    aggregate_to_disk(images, [path], out, on_error="skip")
+    rows = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    assert [r["where"] for r in rows] == ["line 2", "line 3"]
+    assert rows[0]["row"]["annotator_id"] == "u\ud800"  # the same string, read back
+    assert rows[1]["row"]["rating"] == "inf"
