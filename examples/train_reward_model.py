@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Subset
 
 from rfengine.schema import HEATMAP_KINDS
 from rfengine.train.dataset import RichFeedbackDataset, collate
-from rfengine.train.metrics import evaluate
+from rfengine.train.evaluate import evaluate
 
 IMAGE = (64, 64)
 MAPS = (32, 32)
@@ -162,7 +162,10 @@ def train(out: Path, steps: int, seed: int = 0) -> tuple[dict, dict]:
     train_rows, held_rows = list(range(n - n // 4)), list(range(n - n // 4, n))
     model = TinyRewardModel()
     with tempfile.TemporaryDirectory() as tmp:
-        before = evaluate(out, predict(model, data, held_rows, Path(tmp) / "before"))
+        # held-out images only: the others are left out of every figure, and counted
+        before = evaluate(
+            out, predict(model, data, held_rows, Path(tmp) / "before"), invalid="exclude"
+        )
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         g = torch.Generator().manual_seed(seed)
         loader = DataLoader(
@@ -180,7 +183,9 @@ def train(out: Path, steps: int, seed: int = 0) -> tuple[dict, dict]:
                 done += 1
                 if done >= steps:
                     break
-        after = evaluate(out, predict(model, data, held_rows, Path(tmp) / "after"))
+        after = evaluate(
+            out, predict(model, data, held_rows, Path(tmp) / "after"), invalid="exclude"
+        )
     return before, after
 
 

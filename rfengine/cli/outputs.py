@@ -133,15 +133,24 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace an existing --json file (only a report rfengine evaluate wrote)",
     )
+    p.add_argument(
+        "--invalid",
+        choices=["error", "exclude"],
+        default="error",
+        help="a missing image or a prediction that cannot be scored (NaN, infinite, a "
+        "negative heatmap value): an error (default), or left out of its figure and counted "
+        "in the report's coverage",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rfengine.train.metrics import check_report_target, evaluate, report_json
+    from rfengine.train.evaluate import check_report_target, evaluate, report_json
 
     if args.json:
         check_report_target(args.json, args.overwrite)  # before any work
-    text = report_json(evaluate(args.target, args.pred, threshold=args.threshold))
+    report = evaluate(args.target, args.pred, threshold=args.threshold, invalid=args.invalid)
+    text = report_json(report)
     print(text, end="")
     if args.json:
         from rfengine.store.owned import write_atomic

@@ -3,15 +3,12 @@ truth (a simulated campaign's planted defects)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
 
-from rfengine.errors import InputError, json_safe
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
 from rfengine.store.load import as_heatmap, as_word_scores
 
@@ -202,7 +199,6 @@ def token_prf(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
 
 __all__ = [
     "click_fixations",
-    "evaluate",
     "map_auc_judd",
     "map_cc",
     "map_kld",
@@ -215,171 +211,3 @@ __all__ = [
     "recovery",
     "token_prf",
 ]
-
-
-def _pred_files(pred: Path) -> list[Path]:
-    files = sorted(pred.glob("*.safetensors")) if pred.is_dir() else [pred]
-    if not files:
-        raise InputError(f"{pred}: no .safetensors predictions")
-    return files
-
-
-#: the first key of a report file: what marks it as written by ``rfengine evaluate``
-GENERATOR = "rfengine evaluate"
-
-
-def report_json(report: dict[str, Any]) -> str:
-    """An ``evaluate`` report as the text ``rfengine evaluate`` prints and writes: valid
-    JSON (a figure that could not be computed is null, never NaN) led by ``generator``.
-
-    >>> print(report_json({"style": {"srcc": float("nan"), "n": 0}}), end="")
-    {
-      "generator": "rfengine evaluate",
-      "style": {
-        "srcc": null,
-        "n": 0
-      }
-    }
-    """
-    doc = {"generator": GENERATOR, **json_safe(report)}
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
-
-
-def _is_report(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            doc = json.loads(fh.read(64 << 20))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("generator") == GENERATOR
-
-
-def check_report_target(path: Path, overwrite: bool) -> None:
-    """Refuse ``path`` for a report unless free, or ``overwrite`` and an earlier report."""
-    from rfengine.store.owned import check_file
-
-    check_file(path, overwrite, _is_report, "a report rfengine evaluate wrote")
-
-
-def evaluate(target: str | Path, pred: str | Path, *, threshold: float = 0.5) -> dict[str, Any]:
-    """Score predictions against an rfengine output's targets, as RAHF is evaluated.
-
-    ``pred`` is a safetensors file (or a folder of them) with metadata ``image_ids`` (a JSON
-    list) and any of: ``coherence_heatmap``, ``alignment_heatmap`` ``(N, H, W)`` at the
-    targets' size; ``scores_norm`` ``(N, 3)`` (style, coherence, alignment); ``word_probs``
-    ``(T,)`` + ``word_offsets`` ``(N + 1,)``, each token's probability of a mistake.
-
-    Returns per heatmap kind ``mse`` (over images with a target map) and ``cc``, ``kld``,
-    ``sim``, ``nss``, ``auc_judd`` (over images whose target is not empty; NSS and
-    AUC-Judd take the output pixels holding a click as fixations), with counts; per
-    criterion ``plcc`` and ``srcc``; for words ``precision``, ``recall``, ``f1`` of the
-    misaligned class, a target token being misaligned when its share of the word-task
-    weight is at least ``threshold``.
-    """
-    from safetensors import safe_open
-
-    from rfengine.store.load import load_output
-
-    out = load_output(target)
-    where = {
-        image_id: (s, q) for s, (_, meta) in enumerate(out.targets)
-        for q, image_id in enumerate(meta["image_ids"])
-    }  # fmt: skip
-    per_map: dict[str, dict[str, list[torch.Tensor]]] = {}
-    score_pairs: dict[str, list[np.ndarray]] = {c: [] for c in CRITERIA}
-    word_pred: list[np.ndarray] = []
-    word_label: list[np.ndarray] = []
-    for path in _pred_files(Path(pred)):
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-        try:
-            ids = json.loads(meta["image_ids"])
-        except (KeyError, ValueError):
-            raise InputError(f"{path}: metadata 'image_ids' (a JSON list) is missing") from None
-        unknown = [i for i in ids if i not in where]
-        if unknown:
-            raise InputError(f"{path}: image ids not in {target}: {unknown[:5]}")
-        loc = [where[i] for i in ids]
-        by_shard: dict[int, list[int]] = {}  # predictions' positions per target shard
-        for n, (s, _) in enumerate(loc):
-            by_shard.setdefault(s, []).append(n)
-        for kind in HEATMAP_KINDS:
-            if f"{kind}_heatmap" not in tensors:
-                continue
-            got = tensors[f"{kind}_heatmap"].double()
-            for s, pos in sorted(by_shard.items()):
-                rows = torch.tensor([loc[n][1] for n in pos])
-                t, _ = out.targets[s]
-                gt = t[f"{kind}_heatmap"][rows].double()
-                if got.shape[1:] != gt.shape[1:]:
-                    raise InputError(
-                        f"{path}: {kind}_heatmap is {tuple(got.shape[1:])}, the targets "
-                        f"of these images are {tuple(gt.shape[1:])}"
-                    )
-                off = t[f"{kind}_click_offsets"]
-                clicks = torch.cat([t[f"{kind}_clicks"][off[r] : off[r + 1]] for r in rows])
-                counts = torch.tensor([int(off[r + 1] - off[r]) for r in rows])
-                offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-                fix = click_fixations(clicks, offsets, tuple(gt.shape[1:]))
-                p = got[pos]
-                has = t[f"{kind}_mask"][rows] & torch.isfinite(gt).all(dim=(1, 2))
-                full = has & (gt.sum(dim=(1, 2)) > 0)
-                m = per_map.setdefault(kind, {})
-                m.setdefault("mse", []).append(map_mse(p[has], gt[has]))
-                for name, fn in (("cc", map_cc), ("kld", map_kld), ("sim", map_sim)):
-                    m.setdefault(name, []).append(fn(p[full], gt[full]))
-                m.setdefault("nss", []).append(map_nss(p[full], fix[full]))
-                m.setdefault("auc_judd", []).append(map_auc_judd(p[full], fix[full]))
-        if "scores_norm" in tensors:
-            for n, (s, q) in enumerate(loc):
-                t, _ = out.targets[s]
-                for c, crit in enumerate(CRITERIA):
-                    if t["scores_mask"][q, c]:
-                        score_pairs[crit].append(
-                            np.array(
-                                [float(tensors["scores_norm"][n, c]), float(t["scores_norm"][q, c])]
-                            )
-                        )
-        if "word_probs" in tensors:
-            off = tensors["word_offsets"]
-            for n, (s, q) in enumerate(loc):
-                t, _ = out.targets[s]
-                if not t["word_mask"][q]:
-                    continue
-                w_off = t["word_offsets"]
-                values = t["word_values"][w_off[q] : w_off[q + 1]]
-                labels = (values / t["word_weight_total"][q] >= threshold).numpy().astype(int)
-                probs = tensors["word_probs"][off[n] : off[n + 1]].numpy()
-                if len(probs) != len(labels):
-                    raise InputError(
-                        f"{path}: image {ids[n]!r} has {len(probs)} word probabilities for "
-                        f"{len(labels)} words"
-                    )
-                word_pred.append((probs >= 0.5).astype(int))
-                word_label.append(labels)
-    report: dict[str, Any] = {"heatmaps": {}, "scores": {}, "words": None}
-    for kind, m in per_map.items():
-        vals = {name: torch.cat(v).double() for name, v in m.items()}
-        rec: dict[str, Any] = {"mse": _mean(vals["mse"]), "images_with_target": len(vals["mse"])}
-        for name in ("cc", "kld", "sim", "nss", "auc_judd"):
-            rec[name] = _mean(vals[name])
-        rec["images_not_empty"] = len(vals["cc"])
-        report["heatmaps"][kind] = rec
-    for crit, pairs in score_pairs.items():
-        if pairs:
-            a = np.stack(pairs)
-            report["scores"][crit] = {
-                "plcc": pearson(a[:, 0], a[:, 1]),
-                "srcc": rank_correlation(a[:, 0], a[:, 1]),
-                "images": len(a),
-            }
-    if word_label:
-        report["words"] = token_prf(np.concatenate(word_pred), np.concatenate(word_label))
-        report["words"]["images"] = len(word_label)
-    return report
-
-
-def _mean(v: torch.Tensor) -> float | None:
-    ok = v[torch.isfinite(v)]
-    return float(ok.mean()) if ok.numel() else None

@@ -43,19 +43,20 @@ def output(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pred(output, tmp_path_factory) -> Path:
-    """Predictions equal to the output's targets (one safetensors file)."""
-    (tensors, meta), *_ = load_output(output).targets
-    path = tmp_path_factory.mktemp("pred") / "pred.safetensors"
-    maps = {
-        f"{k}_heatmap": torch.nan_to_num(tensors[f"{k}_heatmap"].float()).contiguous()
-        for k in ("coherence", "alignment")
-    }
-    save_file(
-        {**maps, "scores_norm": tensors["scores_norm"].contiguous()},
-        str(path),
-        {"image_ids": json.dumps(meta["image_ids"])},
-    )
-    return path
+    """Predictions equal to the output's targets (a file per shard); returns the first,
+    with the others beside it in the same folder."""
+    folder = tmp_path_factory.mktemp("pred")
+    for n, (tensors, meta) in enumerate(load_output(output).targets):
+        maps = {
+            f"{k}_heatmap": torch.nan_to_num(tensors[f"{k}_heatmap"].float()).contiguous()
+            for k in ("coherence", "alignment")
+        }
+        save_file(
+            {**maps, "scores_norm": tensors["scores_norm"].contiguous()},
+            str(folder / f"pred-{n}.safetensors"),
+            {"image_ids": json.dumps(meta["image_ids"])},
+        )
+    return folder / "pred-0.safetensors"
 
 
 # --- folders: export, simulate, demo ------------------------------------------------------
@@ -190,18 +191,18 @@ def test_report_replaces_only_a_report(output, tmp_path, capsys):
 def test_evaluate_never_overwrites_its_input_or_a_users_file(output, pred, tmp_path, capsys):
     before = pred.read_bytes()
     for extra in ([], ["--overwrite"]):
-        args = ["evaluate", "--target", str(output), "--pred", str(pred), "--json", str(pred)]
-        assert main([*args, *extra]) == 1
+        args = ["evaluate", "--target", str(output), "--pred", str(pred.parent)]
+        assert main([*args, "--json", str(pred), *extra]) == 1
     assert pred.read_bytes() == before
     mine = tmp_path / "results.json"
     mine.write_text('{"accuracy": 0.99}')
     capsys.readouterr()
-    args = ["evaluate", "--target", str(output), "--pred", str(pred), "--json", str(mine)]
+    args = ["evaluate", "--target", str(output), "--pred", str(pred.parent), "--json", str(mine)]
     assert main([*args, "--overwrite"]) == 1
     assert "is not a report rfengine evaluate wrote" in capsys.readouterr().err
     assert mine.read_text() == '{"accuracy": 0.99}'
     ours = tmp_path / "report.json"
-    args = ["evaluate", "--target", str(output), "--pred", str(pred), "--json", str(ours)]
+    args = ["evaluate", "--target", str(output), "--pred", str(pred.parent), "--json", str(ours)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert ours.read_text() == printed  # the file is what was printed

@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 from scipy.stats import pearsonr, spearmanr
 
 from rfengine import load_output
+from rfengine.train.evaluate import evaluate
 from rfengine.train.metrics import (
     click_fixations,
-    evaluate,
     map_auc_judd,
     map_cc,
     map_kld,
@@ -155,7 +155,7 @@ def test_evaluate_perfect_and_planted_predictions(demo, tmp_path):
         rng.normal(0, 0.1, t["scores_norm"].shape), dtype=torch.float32
     )
     _write_pred(tmp_path / "noisy.safetensors", meta["image_ids"], scores_norm=noisy)
-    rep = evaluate(demo, tmp_path / "noisy.safetensors")
+    rep = evaluate(demo, tmp_path / "noisy.safetensors", invalid="exclude")  # shard 0 only
     m = t["scores_mask"][:, 2].numpy()
     a, b = noisy[:, 2].numpy()[m], t["scores_norm"][:, 2].numpy()[m]
     assert rep["scores"]["alignment"]["plcc"] == pytest.approx(pearsonr(a, b)[0], abs=1e-6)
@@ -171,10 +171,10 @@ def test_evaluate_words(demo, tmp_path):
     ]
     probs = torch.cat([1.0 - lab.float() for lab in labels])  # every label flipped
     _write_pred(tmp_path / "w.safetensors", meta["image_ids"], word_probs=probs, word_offsets=off)
-    rep = evaluate(demo, tmp_path / "w.safetensors")["words"]
+    rep = evaluate(demo, tmp_path / "w.safetensors", invalid="exclude")["words"]
     assert rep["precision"] == 0 and rep["recall"] == 0 and rep["f1"] == 0
     _write_pred(
         tmp_path / "r.safetensors", meta["image_ids"], word_probs=1.0 - probs, word_offsets=off
     )
-    rep = evaluate(demo, tmp_path / "r.safetensors")["words"]
+    rep = evaluate(demo, tmp_path / "r.safetensors", invalid="exclude")["words"]
     assert rep["precision"] == rep["recall"] == rep["f1"] == 1.0
