@@ -14,7 +14,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rfengine.render.overlay import overlay, word_colours
 from rfengine.schema import CRITERIA, HEATMAP_KINDS
-from rfengine.store.load import as_heatmap, as_word_scores, load_annotators, load_dataset, read_row
+from rfengine.store.load import (
+    as_heatmap,
+    as_word_scores,
+    load_annotators,
+    load_dataset,
+    load_manifest,
+    read_row,
+)
 from rfengine.store.owned import check_file, head_contains, write_atomic
 from rfengine.train.metrics import recovery
 
@@ -178,7 +185,7 @@ def write_report(
     html_path = Path(html_path) if html_path else out / "report.html"
     check_file(html_path, overwrite, _is_report, "an rfengine report")
     ds = load_dataset(out)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = load_manifest(out)
     rows = [read_row(ds, k, out) for k in range(len(ds))]
     figures: dict[str, Any] = {}
     parts = [f"<h1>rfengine report</h1><p class='summary'>{html.escape(_summary(manifest))}</p>"]

@@ -23,6 +23,7 @@ from rfengine.errors import InputError
 from rfengine.options import AggregateOptions
 from rfengine.schema import HEATMAP_KINDS
 from rfengine.store.targets import Shard, load_targets
+from rfengine.store.work import OUTPUT_FORMAT
 
 
 @dataclass(frozen=True)
@@ -44,20 +45,61 @@ class Output:
     options: AggregateOptions
 
 
+#: columns every consumer of an output's dataset reads
+DATASET_COLUMNS = ("image_id", "prompt")
+
+
 def _check_output(out: Path) -> None:
     if not (out / "manifest.json").is_file():
         raise InputError(f"{out}: not an rfengine aggregate output (no manifest.json)")
 
 
+def load_manifest(out: str | Path) -> dict[str, Any]:
+    """An output's ``manifest.json``, checked to be rfengine's: a JSON object with its
+    ``format``, ``counts`` and a ``config`` that gives the run's options."""
+    out = Path(out)
+    _check_output(out)
+    path = out / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: not a readable JSON manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != OUTPUT_FORMAT:
+        raise InputError(f"{path}: not an rfengine manifest (format {OUTPUT_FORMAT!r} expected)")
+    for key in ("config", "counts", "run"):
+        if not isinstance(manifest.get(key), dict):
+            raise InputError(f"{path}: '{key}' is missing or not an object")
+    _options(manifest, out)
+    return manifest
+
+
+def _options(manifest: dict[str, Any], out: Path) -> AggregateOptions:
+    try:
+        return AggregateOptions.from_json(manifest["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{out / 'manifest.json'}: 'config' is not a run's options ({exc})"
+        ) from None
+
+
 def load_dataset(out: str | Path) -> datasets.Dataset:
     """An rfengine output's dataset: heatmaps as numpy arrays, images as PIL images."""
     out = Path(out)
-    _check_output(out)
+    load_manifest(out)
     if not (out / "dataset").is_dir():
         raise InputError(
             f"{out}: this output has no dataset (it was written with --outputs targets)"
         )
-    ds = datasets.load_from_disk(str(out / "dataset"))
+    try:
+        ds = datasets.load_from_disk(str(out / "dataset"))
+    except Exception as exc:  # a damaged folder raises whatever its first bad byte causes
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise InputError(f"{out / 'dataset'}: not a readable dataset folder ({why})") from None
+    if not isinstance(ds, datasets.Dataset):
+        raise InputError(f"{out / 'dataset'}: a dataset dict, not an rfengine dataset")
+    missing = [c for c in DATASET_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise InputError(f"{out / 'dataset'}: column(s) {', '.join(missing)} missing")
     cols = [f"{kind}_heatmap" for kind in HEATMAP_KINDS if f"{kind}_heatmap" in ds.column_names]
     return ds.with_format("numpy", columns=cols, output_all_columns=True)
 
@@ -65,7 +107,7 @@ def load_dataset(out: str | Path) -> datasets.Dataset:
 def load_annotators(out: str | Path) -> pa.Table:
     """An output's ``annotators.parquet`` (written with ``weights="estimate"``)."""
     out = Path(out)
-    _check_output(out)
+    load_manifest(out)
     path = out / "annotators.parquet"
     if not path.is_file():
         raise InputError(
@@ -86,13 +128,12 @@ def load_output(out: str | Path, *, device: str = "cpu") -> Output:
     (48, 3, None)
     """
     out = Path(out)
-    _check_output(out)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = load_manifest(out)
     return Output(
         dataset=load_dataset(out) if (out / "dataset").is_dir() else None,
         targets=load_targets(out / "targets", device=device) if (out / "targets").is_dir() else [],
         manifest=manifest,
-        options=AggregateOptions.from_json(manifest["config"]),
+        options=_options(manifest, out),
     )
 
 
@@ -138,6 +179,7 @@ __all__ = [
     "as_word_scores",
     "load_annotators",
     "load_dataset",
+    "load_manifest",
     "load_output",
     "read_row",
 ]

@@ -55,6 +55,23 @@ if TYPE_CHECKING:
     from rfengine.aggregation.result import AggregationResult
 
 FORMAT = "rfengine-targets/1"
+#: tensors with one row per image (besides the heatmaps and masks)
+PER_IMAGE = (
+    "row",
+    "scores",
+    "scores_norm",
+    "scores_n_eff",
+    "scores_se",
+    "scores_ci",
+    "no_mistake",
+    "word_weight_total",
+)
+#: offsets (N + 1,) into the tensor of per-token or per-click values they index
+OFFSETS = {
+    "word_offsets": "word_values",
+    "coherence_click_offsets": "coherence_clicks",
+    "alignment_click_offsets": "alignment_clicks",
+}
 SHARD_BYTES = 256 << 20  # heatmap bytes per shard (each is stacked in memory to be saved)
 
 
@@ -200,18 +217,88 @@ class Shard(NamedTuple):
     meta: dict[str, Any]
 
 
-def _load_shard(path: Path, device: str) -> Shard:
-    with safe_open(str(path), framework="pt", device=device) as fh:
-        meta = dict(fh.metadata() or {})
-        if meta.get("format") != FORMAT:
-            raise InputError(
-                f"{path}: not an rfengine targets shard (format {meta.get('format')!r})"
-            )
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open API)
-    meta["image_ids"] = json.loads(meta["image_ids"])
-    meta["criteria"] = json.loads(meta["criteria"])
+def open_shard(path: Path, device: str = "cpu") -> Any:
+    """``safe_open`` on a targets shard; a file that is not safetensors is an InputError."""
+    try:
+        return safe_open(str(path), framework="pt", device=device)
+    except Exception as exc:  # safetensors' own error types, OSError for a missing file
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise InputError(f"{path}: not a readable safetensors shard ({why})") from None
+
+
+def check_shard(fh: Any, path: Path) -> dict[str, Any]:
+    """A shard's metadata, decoded, after checking the shard is one: rfengine's format,
+    ``image_ids`` and ``criteria`` JSON lists of strings, one row per image in every
+    per-image tensor, offsets that index their values. Reads only headers and offsets."""
+    meta = dict(fh.metadata() or {})
+    if meta.get("format") != FORMAT:
+        raise InputError(f"{path}: not an rfengine targets shard (format {meta.get('format')!r})")
+    for key in ("image_ids", "criteria"):
+        try:
+            meta[key] = json.loads(meta[key])
+        except (KeyError, ValueError, RecursionError):
+            raise InputError(f"{path}: metadata '{key}' (a JSON list) is missing") from None
+        if not isinstance(meta[key], list) or not all(isinstance(v, str) for v in meta[key]):
+            raise InputError(f"{path}: metadata '{key}' is not a JSON list of strings")
+    n = len(meta["image_ids"])
+    names = set(fh.keys())  # noqa: SIM118 (safe_open API)
+    shapes = {name: fh.get_slice(name).get_shape() for name in names}
+    for name, shape in shapes.items():
+        if (name in PER_IMAGE or name.endswith(("_heatmap", "_mask"))) and (
+            not shape or shape[0] != n
+        ):
+            raise InputError(f"{path}: '{name}' has {tuple(shape)}, not one row per image ({n})")
+    for name, values in OFFSETS.items():
+        if name not in names:
+            continue
+        off = fh.get_tensor(name)
+        end = shapes[values][0] if values in shapes and shapes[values] else -1
+        if (
+            off.dim() != 1
+            or len(off) != n + 1
+            or off.is_floating_point()
+            or int(off[0]) != 0
+            or bool((off[1:] < off[:-1]).any())
+            or int(off[-1]) != end
+        ):
+            raise InputError(f"{path}: '{name}' does not index '{values}' for {n} images")
     meta["file"] = path.name
+    return meta
+
+
+def _load_shard(path: Path, device: str) -> Shard:
+    try:
+        with open_shard(path, device) as fh:
+            meta = check_shard(fh, path)
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open API)
+    except InputError:
+        raise
+    except Exception as exc:  # a tensor whose bytes the header promised but the file lacks
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise InputError(f"{path}: not a readable safetensors shard ({why})") from None
     return Shard(tensors, meta)
+
+
+def read_index(folder: Path) -> list[Path]:
+    """The shard files a ``targets/`` folder's ``index.json`` lists, in order: checked to
+    be rfengine's index, each entry a plain file name inside the folder."""
+    index = folder / "index.json"
+    try:
+        record = json.loads(index.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{index}: not an rfengine targets index ({exc})") from None
+    got = record.get("format") if isinstance(record, dict) else type(record).__name__
+    if got != FORMAT:
+        raise InputError(f"{index}: not an rfengine targets index (format {got!r})")
+    shards = record.get("shards")
+    if not isinstance(shards, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("file"), str) for e in shards
+    ):
+        raise InputError(f"{index}: 'shards' is not a list of {{\"file\": name}} entries")
+    for e in shards:  # names from a file: plain names inside the folder, never a path out
+        if Path(e["file"]).name != e["file"] or e["file"] in ("", ".", ".."):
+            raise InputError(f"{index}: shard {e['file']!r} is not a file name in {folder}")
+    return [folder / e["file"] for e in shards]
 
 
 def load_targets(path: str | Path, *, device: str = "cpu") -> list[Shard]:
@@ -224,12 +311,4 @@ def load_targets(path: str | Path, *, device: str = "cpu") -> list[Shard]:
     path = Path(path)
     if not path.is_dir():
         return [_load_shard(path, device)]
-    index = path / "index.json"
-    try:
-        record = json.loads(index.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{index}: not an rfengine targets index ({exc})") from None
-    got = record.get("format") if isinstance(record, dict) else type(record).__name__
-    if got != FORMAT:
-        raise InputError(f"{index}: not an rfengine targets index (format {got!r})")
-    return [_load_shard(path / e["file"], device) for e in record["shards"]]
+    return [_load_shard(f, device) for f in read_index(path)]

@@ -14,20 +14,19 @@ Example:
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors import safe_open
 
 from rfengine.errors import InputError
 from rfengine.schema import HEATMAP_KINDS
+from rfengine.store.load import load_dataset, load_manifest
+from rfengine.store.targets import check_shard, open_shard, read_index
 
 #: padding of ``token_labels`` in a collated batch (PyTorch's usual ignore index)
 IGNORE_INDEX = -100
@@ -84,15 +83,18 @@ class RichFeedbackDataset(torch.utils.data.Dataset):
             raise InputError(f"{out}: not an rfengine output (no targets/index.json, dataset/)")
         self.image_size, self.heatmap_size = image_size, heatmap_size
         self.transform, self.threshold = transform, threshold
-        self.dataset = datasets.load_from_disk(str(self.out / "dataset"))
+        load_manifest(self.out)  # checked to be rfengine's, as every reader does
+        self.dataset = load_dataset(self.out).with_format(None)
         self.with_image = "image" in self.dataset.column_names
         # row -> (shard file, position in it), from each shard's ``row`` tensor only
-        shards = json.loads(index_path.read_text())["shards"]
-        self.files = [self.out / "targets" / s["file"] for s in shards]
+        self.files = read_index(self.out / "targets")
         where = np.full((self.dataset.num_rows, 2), -1, dtype=np.int64)
         for f, path in enumerate(self.files):
-            with safe_open(str(path), framework="pt") as fh:
+            with open_shard(path) as fh:
+                check_shard(fh, path)
                 rows = fh.get_tensor("row").numpy()
+            if rows.size and (rows.min() < 0 or rows.max() >= len(where)):
+                raise InputError(f"{path}: 'row' names rows outside the dataset")
             where[rows, 0], where[rows, 1] = f, np.arange(len(rows))
         if (where[:, 0] < 0).any():
             raise InputError(f"{out}: rows without targets: {np.flatnonzero(where[:, 0] < 0)[:5]}")
@@ -111,7 +113,7 @@ class RichFeedbackDataset(torch.utils.data.Dataset):
 
     def _shard(self, f: int) -> Any:
         if f not in self._open:
-            self._open[f] = safe_open(str(self.files[f]), framework="pt")
+            self._open[f] = open_shard(self.files[f])
         return self._open[f]
 
     def targets(self, k: int) -> dict[str, torch.Tensor]:
