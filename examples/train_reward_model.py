@@ -155,7 +155,11 @@ def loss_fn(
     return 10 * scores + peaks + masked_mean(kl, where)
 
 
-def train(out: Path, steps: int, seed: int = 0) -> tuple[dict, dict]:
+def train(out: Path, steps: int, seed: int = 0, keep: Path | None = None) -> tuple[dict, dict]:
+    """Train for ``steps``; the held-out report before and after (``keep``: a new folder
+    to keep the trained model's held-out predictions in, for ``rfengine evaluate``)."""
+    if keep is not None and keep.exists():
+        raise SystemExit(f"{keep} exists; choose a new folder for the predictions")
     torch.manual_seed(seed)
     data = RichFeedbackDataset(out, image_size=IMAGE, heatmap_size=MAPS)
     n = len(data)
@@ -184,7 +188,7 @@ def train(out: Path, steps: int, seed: int = 0) -> tuple[dict, dict]:
                 if done >= steps:
                     break
         after = evaluate(
-            out, predict(model, data, held_rows, Path(tmp) / "after"), invalid="exclude"
+            out, predict(model, data, held_rows, keep or Path(tmp) / "after"), invalid="exclude"
         )
     return before, after
 
@@ -197,8 +201,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0, help="weights, batch order, augmentation")
     ap.add_argument("--json", type=Path, help="write {before, after} here")
+    ap.add_argument(
+        "--pred", type=Path, help="a new folder to keep the held-out predictions in (safetensors)"
+    )
     args = ap.parse_args()
-    before, after = train(args.output, args.steps, args.seed)
+    before, after = train(args.output, args.steps, args.seed, args.pred)
     for name, rep in (("before", before), ("after", after)):
         cc = {k: round(v["cc"], 3) for k, v in rep["heatmaps"].items()}
         srcc = {k: round(v["srcc"], 3) for k, v in rep["scores"].items()}

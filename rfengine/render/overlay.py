@@ -90,6 +90,12 @@ def prompt_image(
     return img
 
 
+def colour_scale(width: int, height: int) -> Image.Image:
+    """The heat colours from 0 (left) to 1 (right), as drawn over the images."""
+    row = colormap(np.linspace(0.0, 1.0, width))
+    return Image.fromarray(np.repeat(row[None], height, axis=0).astype(np.uint8))
+
+
 def panel(
     image: Image.Image,
     words: list[str],
@@ -99,20 +105,24 @@ def panel(
 ) -> Image.Image:
     """The image, then one overlay per heatmap, in a row; the coloured prompt below."""
     w, h = image.size
-    tiles = [("image", image.convert("RGB"))]
+    tiles = [("image", image.convert("RGB"), False)]
     for name, heat in heatmaps.items():
         if heat is None:  # not collected: a grey copy says so
-            tiles.append((f"{name}: not collected", image.convert("L").convert("RGB")))
+            tiles.append((f"{name}: not collected", image.convert("L").convert("RGB"), False))
         else:
-            tiles.append((name, overlay(image, heat)))
+            tiles.append((name, overlay(image, heat), True))
     label_h = 22
     prompt = prompt_image(words, word_scores, w * len(tiles) + 8 * (len(tiles) - 1))
     out = Image.new("RGB", (prompt.width, label_h * 2 + h + prompt.height), "white")
     draw = ImageDraw.Draw(out)
     draw.text((4, 3), title, fill="black", font=_font(14))
-    for q, (name, tile) in enumerate(tiles):
+    for q, (name, tile, heat) in enumerate(tiles):
         x = q * (w + 8)
         draw.text((x + 2, label_h + 3), name, fill=(60, 60, 60), font=_font(13))
         out.paste(tile, (x, label_h * 2))
+        if heat and w >= 140:  # the overlays' colour scale
+            out.paste(colour_scale(64, 8), (x + w - 82, label_h + 8))
+            draw.text((x + w - 90, label_h + 4), "0", fill=(60, 60, 60), font=_font(11))
+            draw.text((x + w - 14, label_h + 4), "1", fill=(60, 60, 60), font=_font(11))
     out.paste(prompt, (0, label_h * 2 + h))
     return out

@@ -49,3 +49,19 @@ def test_safe_name():
     assert safe_name("../../etc/passwd") == "_etc_passwd"
     assert safe_name("a b/c.png") == "a_b_c.png"
     assert safe_name("...") == "_"
+
+
+def test_each_overlay_carries_its_colour_scale():
+    from PIL import Image
+
+    from rfengine.render.overlay import colour_scale
+
+    w = 200
+    maps = {"coherence": np.zeros((5, 5)), "alignment": None}
+    out = panel(Image.new("RGB", (w, 100), "white"), ["a"], None, maps)
+    px = np.asarray(out)
+    scale = np.asarray(colour_scale(64, 8))
+    coherence_x, alignment_x = (w + 8) + w - 82, 2 * (w + 8) + w - 82
+    assert (px[22 + 8 : 22 + 16, coherence_x : coherence_x + 64] == scale).all()
+    assert not (px[22 + 8 : 22 + 16, alignment_x : alignment_x + 64] == scale).all()  # none
+    assert scale[0, 0].tolist() != scale[0, -1].tolist()  # cold to hot
