@@ -37,15 +37,31 @@ def add_aggregate(sub: argparse._SubParsersAction) -> None:
         "--responses", required=True, nargs="+", type=Path, metavar="RESP", help="responses files"
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
-    p.add_argument("--preset", choices=get_args(Preset), default="default")
+    p.add_argument(
+        "--preset",
+        choices=get_args(Preset),
+        default="default",
+        help="heatmap definition: default (exact Gaussians, any size) or rapidata-2025 (the "
+        "published dataset's method, native size); default 'default'",
+    )
     p.add_argument(
         "--heatmap-size",
         type=typed(parse_heatmap_size),
         default=None,
         help="'native' (default) or HxW, e.g. 512x512",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="float16", choices=list(DTYPES))
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the kernels run; default auto (CUDA when torch sees a GPU)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float16",
+        choices=list(DTYPES),
+        help="heatmap dtype in the outputs; default float16 (as published)",
+    )
     p.add_argument(
         "--on-error",
         default="fail",

@@ -47,11 +47,20 @@ def table_format(path: Path) -> Format:
     return fmt
 
 
+def not_a_file(path: Path) -> str:
+    """Why ``path`` is not a regular file: it does not exist, or what it is instead."""
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "a folder, not a file"
+    return "not a regular file (a FIFO, socket or device)"
+
+
 def check_readable(path: Path) -> Format:
     """Check that ``path`` exists, is non-empty and looks like its extension says."""
     fmt = table_format(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: {not_a_file(path)}")
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"{path}: empty file")

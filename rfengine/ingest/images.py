@@ -20,6 +20,7 @@ from rfengine.ingest.formats import (
     check_readable,
     csv_header,
     is_unicode,
+    not_a_file,
     parquet_where,
     read_parquet,
 )
@@ -219,7 +220,7 @@ def read_images(
                     "pass --allow-outside-paths (API: allow_outside_paths=True) to embed it",
                 )
             if require_files and not img_path.is_file():
-                raise bad("path", f"no such file: {img_path}")
+                raise bad("path", f"{not_a_file(img_path)}: {img_path}")
         size = [_size_field(rec, fld, bad) for fld in ("width", "height")]
         if img_path is not None and (require_files or None in size):
             try:

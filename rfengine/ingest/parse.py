@@ -152,6 +152,8 @@ def _jsonl_blocks(path: Path, chunk_bytes: int) -> Iterator[tuple[int, bytes, bo
     """(first line number, whole lines, at end of file) blocks of about ``chunk_bytes``."""
     with path.open("rb") as fh:
         line, rest = 1, b""
+        if fh.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte-order mark is skipped, as in tables
+            fh.seek(0)
         while True:
             block = fh.read(chunk_bytes)
             if not block:

@@ -33,7 +33,7 @@ from typing_extensions import Unpack
 from rfengine.aggregation.reliability import merge_pair_counts, reliability, split_half_summary
 from rfengine.aggregation.result import AggregationResult
 from rfengine.aggregation.trust import TrustEstimate
-from rfengine.errors import Rejection
+from rfengine.errors import InputError, Rejection
 from rfengine.ingest import Images, ReadStats, read_images
 from rfengine.ingest.formats import check_readable
 from rfengine.ingest.responses import ResponseReader
@@ -84,8 +84,12 @@ def open_inputs(
         if isinstance(images, Images)
         else read_images(images, allow_outside_paths=allow_outside_paths)
     )
+    seen: dict[Path, Path] = {}
     for p in paths:
         check_readable(p)
+        same = seen.setdefault(p.resolve(), p)
+        if same is not p:
+            raise InputError(f"{p}: given twice as a responses file (also as {same})")
     return Inputs(imgs, paths)
 
 

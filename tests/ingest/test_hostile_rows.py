@@ -220,3 +220,33 @@ def test_rejections_are_json_whatever_the_row_held(tmp_path, images):
     assert [r["where"] for r in rows] == ["line 2", "line 3"]
     assert rows[0]["row"]["annotator_id"] == "u\ud800"  # the same string, read back
     assert rows[1]["row"]["rating"] == "inf"
+
+
+def test_a_byte_order_mark_starts_a_responses_file_as_it_may_a_table(tmp_path, images):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + line(GOOD) + line({**GOOD, "annotator_id": "u2"}))
+    resp, rejected, _ = read_responses([path], images, on_error="fail")
+    assert rejected == [] and len(resp) == 2
+
+
+def test_one_responses_file_given_twice_is_refused(tmp_path, images):
+    from rfengine import aggregate
+
+    path = write_jsonl(tmp_path / "r.jsonl", [GOOD])
+    with pytest.raises(InputError, match="given twice as a responses file"):
+        aggregate(images, [path, tmp_path / "." / "r.jsonl"])
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_an_image_path_that_is_no_file_says_what_it_is(tmp_path, kind):
+    import os
+
+    target = tmp_path / "img.png"
+    if kind == "folder":
+        target.mkdir()
+    else:
+        os.mkfifo(target)
+    rows = [{"image_id": "a", "prompt": "p", "path": "img.png"}]
+    want = "a folder, not a file" if kind == "folder" else "not a regular file"
+    with pytest.raises(InputError, match=want):
+        read_images(write_jsonl(tmp_path / "images.jsonl", rows))
