@@ -59,7 +59,7 @@ def write_responses(rows: list[dict[str, Any]], out: Path) -> None:
             tmp.unlink(missing_ok=True)
             raise
     else:
-        write_atomic(out, "".join(json.dumps(r) + "\n" for r in rows))
+        write_atomic(out, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
 
 __all__ = ["check_responses_target", "write_responses"]

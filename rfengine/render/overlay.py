@@ -68,12 +68,23 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+#: words of a prompt drawn at most (the seed's prompts have a few dozen)
+MAX_WORDS = 400
+
+
 def prompt_image(
     words: list[str], scores: np.ndarray | None, width: int, size: int = 15
 ) -> Image.Image:
-    """The prompt, wrapped to ``width`` pixels, each word on a background coloured by score."""
+    """The prompt, wrapped to ``width`` pixels, each word on a background coloured by score.
+
+    At most ``MAX_WORDS`` words are drawn (a prompt of 200,000 words would take minutes
+    and a page no one reads); a last grey box says how many more there are."""
     font = _font(size)
     colours = word_colours(scores) if scores is not None else [(255, 255, 255)] * len(words)
+    if len(words) > MAX_WORDS:
+        more = len(words) - MAX_WORDS
+        words = [*words[:MAX_WORDS], f"... ({more} more words)"]
+        colours = [*colours[:MAX_WORDS], (220, 220, 220)]
     pad, gap, line_h = 6, 4, size + 8
     x, y, boxes = pad, pad, []
     for word, colour in zip(words, colours, strict=True):

@@ -113,7 +113,7 @@ def read_partitions(run: Run) -> ReadStats:
     folder.mkdir()
     files.rejected_read.write_text("")
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-    bar = tqdm(desc="reading responses", unit=" rows", unit_scale=True, disable=not run.say.on)
+    bar = tqdm(desc="reading responses", unit=" rows", disable=not run.say.on)
     try:
         for chunk in run.reader.chunks(
             lambda rs: write_rejections(rs, files.rejected_read, mode="a")

@@ -117,11 +117,23 @@ def test_wrong_word_names_both(campaign):
             "field 'selectedCategory': expected a label",
         ),
         (lambda d: d.update(location=[{"x": 120, "y": 5}]), "field 'location': expected"),
+        (
+            lambda d: d["userDetails"].update(userScores={"global": 10**400}),
+            r"field 'userDetails': trust score 1000.* is not 0 or in \[1e-12, 1e\+06\]",
+        ),
+        (
+            lambda d: d["userDetails"].update(userScores={"global": -0.5}),
+            r"field 'userDetails': trust score -0.5 is not 0",
+        ),
+        (
+            lambda d: d["userDetails"].update(userScores={"global": 1e-300}),
+            r"field 'userDetails': trust score 1e-300 is not 0",
+        ),
     ],
 )
 def test_bad_details(campaign, mutate, match):
     root, images, rows, imgs = campaign
-    task = "style" if "Category" in match else "coherence_points"
+    task = "coherence_points" if "location" in match else "style"
     doc = to_rapidata_results(rows, images, task)
     mutate(doc["results"][0]["detailedResults"][0])
     path = root / "x.json"

@@ -65,3 +65,13 @@ def test_each_overlay_carries_its_colour_scale():
     assert (px[22 + 8 : 22 + 16, coherence_x : coherence_x + 64] == scale).all()
     assert not (px[22 + 8 : 22 + 16, alignment_x : alignment_x + 64] == scale).all()  # none
     assert scale[0, 0].tolist() != scale[0, -1].tolist()  # cold to hot
+
+
+def test_a_huge_prompt_draws_a_bounded_number_of_words():
+    from rfengine.render.overlay import MAX_WORDS
+
+    words = [f"w{k}" for k in range(200_000)]  # took minutes before the cap
+    img = prompt_image(words, np.zeros(len(words)), 600)
+    short = prompt_image(words[: MAX_WORDS + 1], np.zeros(MAX_WORDS + 1), 600)
+    assert img.size == short.size  # the same boxes: the first words and one "... more"
+    assert img.height < 2000

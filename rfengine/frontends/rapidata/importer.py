@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -36,7 +37,7 @@ from rfengine.errors import InputError, shorten
 from rfengine.frontends.writer import check_responses_target, write_responses
 from rfengine.ingest.formats import as_float, json_error
 from rfengine.ingest.images import Images
-from rfengine.schema import CRITERIA, NO_MISTAKE, TASKS
+from rfengine.schema import CRITERIA, MAX_WEIGHT, MIN_WEIGHT, NO_MISTAKE, TASKS
 
 CoherenceScale = Literal["severity", "coherence"]
 PointUnits = Literal["percent", "ratio"]
@@ -158,7 +159,14 @@ def _weight(detail: dict, layout: str, at: str) -> float | None:
         return None
     if not _number(w):
         raise _bad(at, "userDetails", f"expected a numeric trust score, got {shorten(w)}")
-    return as_float(w)  # the aggregation rejects weights beyond MAX_WEIGHT
+    x = as_float(w)
+    if not math.isfinite(x) or not 0 <= x <= MAX_WEIGHT or 0 < x < MIN_WEIGHT:
+        raise _bad(
+            at,
+            "userDetails",
+            f"trust score {shorten(w, 60)} is not 0 or in [{MIN_WEIGHT:g}, {MAX_WEIGHT:g}]",
+        )
+    return x
 
 
 def convert_results(
