@@ -103,7 +103,6 @@ MOVED = {
     "rfengine.write.dataset": "rfengine.store.dataset",
     "rfengine.write.files": "rfengine.store.files",
     "rfengine.write.manifest": "rfengine.store.manifest",
-    "rfengine.write.owned": "rfengine.store.owned",
     "rfengine.write.targets": "rfengine.store.targets",
     "rfengine.write.work": "rfengine.store.work",
 }
@@ -129,7 +128,8 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-sys.meta_path.append(_MovedModules())
+sys.meta_path.insert(0, _MovedModules())  # before the path finder: a moved package's
+# submodules (rfengine.write.targets) must not load a second time through its __path__
 
 __all__ = [
     "CRITERIA",

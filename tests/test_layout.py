@@ -131,3 +131,14 @@ def test_every_folder_says_what_it_holds(folder):
     init = (KERNELS if folder == "kernels" else ROOT / folder) / "__init__.py"
     doc = ast.get_docstring(ast.parse(init.read_text()))
     assert doc and len(doc.split()) >= 15, f"{folder}/__init__.py needs a docstring"
+
+
+@pytest.mark.parametrize("old", sorted(rfengine.MOVED))
+def test_a_moved_module_still_imports_under_its_old_name(old):
+    import importlib
+    import sys
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to {rfengine.MOVED[old]}"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(rfengine.MOVED[old])
