@@ -136,9 +136,12 @@ def _check_shapes(p: Prediction) -> None:
             )
 
 
-def _align(out: Output, preds: list[Prediction], target: Any, invalid: Invalid) -> dict:
-    """Where each predicted image is among the targets: ``{path: [(shard, row), ...]}``;
-    an image the output does not hold, or predicted in two files, is an error."""
+def _align(
+    out: Output, preds: list[Prediction], target: Any, invalid: Invalid
+) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """Where each image of the output is among its targets (``{image_id: (shard, row)}``),
+    and the coverage counts; a predicted image the output does not hold, or predicted in
+    two files, is an error, and so are images left out unless ``invalid="exclude"``."""
     where = {
         image_id: (s, q) for s, (_, meta) in enumerate(out.targets)
         for q, image_id in enumerate(meta["image_ids"])
@@ -159,15 +162,14 @@ def _align(out: Output, preds: list[Prediction], target: Any, invalid: Invalid) 
             f"{target}: {missing} of {len(where)} images have no prediction (e.g. {absent}); "
             "pass --invalid exclude to score the others and count them"
         )
-    return {"images_in_target": len(where), "images_predicted": len(seen), "missing": missing}
+    coverage = {"images_in_target": len(where), "images_predicted": len(seen), "missing": missing}
+    return where, coverage
 
 
-def _bad_rows(values: torch.Tensor, negative: bool) -> torch.Tensor:
-    """``(N,)`` which rows of ``values (N, ...)`` hold a non-finite value (or, where
-    ``negative`` is refused, a negative one)."""
+def _bad_rows(values: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` which rows of maps ``values (N, H, W)`` hold a non-finite or negative value."""
     flat = values.reshape(len(values), -1)
-    bad = ~torch.isfinite(flat).all(1)
-    return bad | (flat < 0).any(1) if negative else bad
+    return ~torch.isfinite(flat).all(1) | (flat < 0).any(1)
 
 
 def _usable(
@@ -175,7 +177,7 @@ def _usable(
 ) -> torch.Tensor:
     """Which rows of heatmap ``name`` can be scored: all, or an error naming the first bad
     image, or (``exclude``) the good ones, the others counted."""
-    bad = _bad_rows(p.tensors[name][rows], negative=True)
+    bad = _bad_rows(p.tensors[name][rows])
     if bool(bad.any()):
         if invalid == "error":
             k = int(rows[bad.nonzero()[0, 0]])
@@ -214,12 +216,8 @@ def evaluate(
         raise ValueError(f"invalid must be 'error' or 'exclude', got {invalid!r}")
     out = load_output(target)
     preds = read_predictions(pred)
-    coverage = _align(out, preds, target, invalid)
+    where, coverage = _align(out, preds, target, invalid)
     tally = _Tally()
-    where = {
-        image_id: (s, q) for s, (_, meta) in enumerate(out.targets)
-        for q, image_id in enumerate(meta["image_ids"])
-    }  # fmt: skip
     maps: dict[str, dict[str, list[torch.Tensor]]] = {}
     pairs: dict[str, list[np.ndarray]] = {c: [] for c in CRITERIA}
     words: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
