@@ -117,6 +117,12 @@ SEED_CONFIG: dict[str, Any] = {
 AUDIENCE_FILTERS = ("language",)
 
 
+def normalise_prompt(prompt: str) -> str:
+    """Whitespace collapsed to single spaces: a front-end shows (or re-splits) this text, and
+    the importers read word indices into ``prompt.split()``, so both see these words."""
+    return " ".join(prompt.split())
+
+
 def check_audience(spec: Any, where: str) -> None:
     """An audience spec is ``{"id": str}`` or ``{"base": str, "filters": {"language": [..]}}``."""
     ok = isinstance(spec, dict) and (

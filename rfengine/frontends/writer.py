@@ -1,4 +1,4 @@
-"""Writing a responses file (what the importers of the annotation front-ends produce).
+"""The importers' two ends: reading a service's results file, writing a responses file.
 
 A responses file is JSON Lines or Parquet (by its extension), written atomically. A Parquet
 file carries rfengine's mark in its schema metadata, so that ``--overwrite`` can tell it
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rfengine.errors import InputError
+from rfengine.ingest.formats import json_error
 from rfengine.store.owned import check_file, write_atomic
 
+#: how the coherence question was asked: as error severity (the seed: 5 = most errors, flipped
+#: to 6 - N) or on the coherence scale (5 = coherent)
+CoherenceScale = Literal["severity", "coherence"]
 #: the Parquet schema metadata that marks a responses file as written by rfengine
 MARK = {b"generator": b"rfengine responses"}
 
@@ -62,4 +66,19 @@ def write_responses(rows: list[dict[str, Any]], out: Path) -> None:
         write_atomic(out, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
 
-__all__ = ["check_responses_target", "write_responses"]
+def load_json(path: Path) -> Any:
+    """A results file's JSON; anything unreadable is one InputError naming the file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        line = f"line {exc.lineno}: " if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError(f"{path}: {line}malformed JSON: {json_error(exc)}") from None
+
+
+__all__ = ["CoherenceScale", "check_responses_target", "load_json", "write_responses"]

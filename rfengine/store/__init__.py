@@ -7,24 +7,38 @@ Imports ``aggregation`` (result types, reliability summaries), ``ingest`` and th
 modules; never ``run`` or anything above it.
 """
 
-from rfengine.store.dataset import build_table, finalize_dataset, write_dataset_part
-from rfengine.store.manifest import sha256
-from rfengine.store.save import save_output, write_annotators, write_rejections
-from rfengine.store.targets import finalize_targets, load_targets, write_targets
-from rfengine.store.work import WorkDir, check_target, keep_for_resume
+from __future__ import annotations
 
-__all__ = [
-    "WorkDir",
-    "build_table",
-    "check_target",
-    "finalize_dataset",
-    "finalize_targets",
-    "load_targets",
-    "keep_for_resume",
-    "save_output",
-    "sha256",
-    "write_annotators",
-    "write_dataset_part",
-    "write_rejections",
-    "write_targets",
-]
+from importlib import import_module
+from typing import Any
+
+#: each public name and its module, imported on first use (PEP 562): a command that only
+#: needs the writing rule (``owned``) does not load torch and datasets through the package
+_API = {
+    "WorkDir": "work",
+    "build_table": "dataset",
+    "check_target": "work",
+    "finalize_dataset": "dataset",
+    "finalize_targets": "targets",
+    "keep_for_resume": "work",
+    "load_targets": "targets",
+    "save_output": "save",
+    "sha256": "manifest",
+    "write_annotators": "save",
+    "write_dataset_part": "dataset",
+    "write_rejections": "save",
+    "write_targets": "targets",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'rfengine.store' has no attribute {name!r}")
+    value = getattr(import_module(f"rfengine.store.{_API[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

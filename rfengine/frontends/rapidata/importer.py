@@ -26,7 +26,6 @@ duplicate detection cannot work for that file.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -34,12 +33,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rfengine.errors import InputError, shorten
-from rfengine.frontends.writer import check_responses_target, write_responses
-from rfengine.ingest.formats import as_float, json_error
+from rfengine.frontends.writer import (
+    CoherenceScale,
+    check_responses_target,
+    load_json,
+    write_responses,
+)
+from rfengine.ingest.formats import as_float
 from rfengine.ingest.images import Images
 from rfengine.schema import CRITERIA, MAX_WEIGHT, MIN_WEIGHT, NO_MISTAKE, TASKS
 
-CoherenceScale = Literal["severity", "coherence"]
 PointUnits = Literal["percent", "ratio"]
 #: where a locate result holds its clicks: 2.x downloads and Rapidata's 2025 script use
 #: ``location``, the 3.x SDK's typed locate result ``coordinates``; either is read, the same
@@ -237,21 +240,6 @@ def convert_results(
     return rows, notes
 
 
-def _load_json(path: Path) -> Any:
-    """A results file's JSON; anything unreadable is one InputError naming the file."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        line = f"line {exc.lineno}: " if isinstance(exc, json.JSONDecodeError) else ""
-        raise InputError(f"{path}: {line}malformed JSON: {json_error(exc)}") from None
-
-
 def import_rapidata(
     images: Images,
     jobs: dict[str, str | Path] | list[tuple[str, str | Path]],
@@ -276,7 +264,7 @@ def import_rapidata(
     summary: dict[str, Any] = {"jobs": []}
     for task, p in pairs:
         path = Path(p)
-        doc = _load_json(path)
+        doc = load_json(path)
         got, notes = convert_results(doc, task, images, path, coherence_scale, point_units)
         if notes["unmatched"]:
             names = notes["unmatched"]

@@ -6,17 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from rfengine.errors import InputError
+from rfengine.frontends.config import normalise_prompt
 from rfengine.ingest import Images
 from rfengine.schema import MAX_POINTS, NO_MISTAKE
 
 #: longer prompts are shortened by an LLM when used as a context on the service
 MAX_CONTEXT_CHARS = 400
-
-
-def normalise_prompt(prompt: str) -> str:
-    """Whitespace collapsed to single spaces: the service re-splits sentences on whitespace,
-    and the importer reads word indices into ``prompt.split()``, so both see these words."""
-    return " ".join(prompt.split())
 
 
 def job_settings(job: dict[str, Any]) -> dict[str, Any]:

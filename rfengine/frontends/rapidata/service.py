@@ -10,16 +10,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rfengine.errors import InputError
 from rfengine.frontends.config import FORMAT, STAGE_ONE, STAGE_TWO, load_config
 from rfengine.frontends.rapidata.importer import CoherenceScale, import_rapidata
 from rfengine.frontends.rapidata.plan import _datapoints, job_settings, normalise_prompt, plan_job
+from rfengine.frontends.stages import poorly_rated
 from rfengine.frontends.state import Campaign
 from rfengine.frontends.writer import check_responses_target
 from rfengine.ingest import Images, read_images
-from rfengine.run.pipeline import aggregate
 from rfengine.schema import NO_MISTAKE, POINT_TASKS
 
 #: the oldest rapidata with what launch needs: a job definition's validation_set_id and
@@ -290,17 +288,16 @@ def next_stage(
     stage_one = [r for r in campaign.state["jobs"] if r["task"] in ("coherence", "alignment")]
     responses = campaign.path.with_name(campaign.path.stem + "-stage1.jsonl")
     images = campaign.images
+    index = {im: k for k, im in enumerate(images.ids)}
     responses.unlink(missing_ok=True)  # this campaign's own intermediate file
     _responses(campaign, client, stage_one, responses, images)
-    scores = aggregate(images, responses, device="cpu").scores
-    plans = []
-    planned = {}
-    for points_task in POINT_TASKS:
-        task, criterion = points_task.label, points_task.heatmap_kind
-        rows = np.flatnonzero(scores[criterion].score < threshold).tolist()  # nulls are NaN
-        plans.append(dict(plan_job(task, config, images, rows), stage=2))
-        if rows:
-            planned[task] = [images.ids[k] for k in rows]
+    planned = poorly_rated(images, responses, threshold)
+    plans = [
+        dict(
+            plan_job(t.label, config, images, [index[i] for i in planned.get(t.label, [])]), stage=2
+        )
+        for t in POINT_TASKS
+    ]
     campaign.state.update(stage=2, threshold_used=threshold, planned=planned)
     campaign.save()
     _run(client, campaign, list(planned), images)
