@@ -1,9 +1,11 @@
-"""The Rapidata front-end's commands: ``import-rapidata`` and ``campaign`` (launch, status,
-next-stage, fetch)."""
+"""The front-ends' commands: ``import-rapidata`` and ``campaign`` (launch, status,
+next-stage, fetch) on Rapidata or Label Studio (``--frontend``; later verbs read it from the
+campaign file)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -77,10 +79,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def add_campaign(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "campaign",
-        help="launch, track and fetch a rich-feedback campaign on Rapidata",
+        help="launch, track and fetch a rich-feedback campaign on Rapidata or Label Studio",
         description="The seed's campaign on Rapidata (needs: pip install 'rfengine[rapidata]'; "
         "credentials from RAPIDATA_CLIENT_ID / RAPIDATA_CLIENT_SECRET or rapidata's "
-        "credentials file).",
+        "credentials file) or on a Label Studio server (--frontend labelstudio; the server "
+        "from LABEL_STUDIO_URL, its key from LABEL_STUDIO_API_KEY).",
     )
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     launch = verbs.add_parser("launch", help="create the stage-one jobs (or plan all six)")
@@ -94,6 +97,26 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
     )
     launch.add_argument("--out", type=Path, help="campaign file to write (with --images)")
     launch.add_argument("--config", type=Path, help="JSON overriding the seed's job settings")
+    launch.add_argument(
+        "--frontend",
+        choices=["rapidata", "labelstudio"],
+        default="rapidata",
+        help="where the campaign runs (default rapidata); later verbs read it from the file",
+    )
+    via = launch.add_mutually_exclusive_group()
+    via.add_argument(
+        "--local-files-root",
+        type=Path,
+        metavar="ROOT",
+        help="labelstudio: the server's LOCAL_FILES_DOCUMENT_ROOT; the images, in a sub-folder "
+        "of it, are served as local files (default: $LOCAL_FILES_DOCUMENT_ROOT)",
+    )
+    via.add_argument(
+        "--image-url-prefix",
+        metavar="URL",
+        help="labelstudio: the images are at URL + their path relative to the images table "
+        "(cloud storage, a web server)",
+    )
     launch.add_argument(
         "--dry-run", action="store_true", help="print the jobs as JSON; no credentials, no network"
     )
@@ -109,7 +132,33 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("campaign", type=Path)
     fetch.add_argument("--out", required=True, type=Path, help="responses (.jsonl or .parquet)")
     fetch.add_argument("--overwrite", action="store_true", help=OVERWRITE_RESPONSES)
+    fetch.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="labelstudio: fail on the first bad annotation (default) or leave bad ones out, "
+        "into RESPONSES.rejected.jsonl",
+    )
     fetch.set_defaults(func=cmd_campaign_fetch)
+
+
+def _frontend(path: Path):
+    """The campaign file and the module of its front-end."""
+    from rfengine.frontends.state import Campaign
+
+    campaign = Campaign.load(path)
+    if campaign.state.get("frontend", "rapidata") == "labelstudio":
+        from rfengine.frontends import labelstudio as mod
+    else:
+        from rfengine.frontends import rapidata as mod
+    return campaign, mod
+
+
+def _via(args: argparse.Namespace) -> dict | None:
+    if args.image_url_prefix:
+        return {"mode": "url", "prefix": args.image_url_prefix}
+    root = args.local_files_root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")
+    return {"mode": "local-files", "root": str(Path(root).resolve())} if root else None
 
 
 def cmd_campaign_launch(args: argparse.Namespace) -> int:
@@ -118,6 +167,28 @@ def cmd_campaign_launch(args: argparse.Namespace) -> int:
     if args.resume is None and args.out is None and not args.dry_run:
         raise UsageError("campaign launch --images needs --out (the campaign file to write)")
     out = args.resume or args.out
+    frontend = args.frontend
+    if args.resume is not None:
+        frontend = _frontend(args.resume)[0].state.get("frontend", "rapidata")
+    elif frontend == "rapidata" and (args.local_files_root or args.image_url_prefix):
+        raise UsageError("--local-files-root and --image-url-prefix are for --frontend labelstudio")
+    if frontend == "labelstudio":
+        from rfengine.frontends import labelstudio as ls
+
+        plans = ls.launch(
+            args.images,
+            out,
+            _via(args),
+            rd.load_config(args.config),
+            dry_run=args.dry_run,
+            resume=args.resume is not None,
+        )
+        print_json(plans)
+        if not args.dry_run:
+            print(
+                f"rfengine: stage one created on Label Studio; campaign file {out}", file=sys.stderr
+            )
+        return 0
     with redirect_stdout(sys.stderr):  # the SDK prints progress; stdout carries the JSON
         plans = rd.launch(
             args.images,
@@ -135,27 +206,46 @@ def cmd_campaign_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign_status(args: argparse.Namespace) -> int:
-    from rfengine.frontends import rapidata as rd
-
+    campaign, mod = _frontend(args.campaign)
     with redirect_stdout(sys.stderr):
-        rows = rd.status(rd.Campaign.load(args.campaign))
+        rows = mod.status(campaign)
     print_json(rows)
     return 0
 
 
 def cmd_campaign_next(args: argparse.Namespace) -> int:
-    from rfengine.frontends import rapidata as rd
-
+    campaign, mod = _frontend(args.campaign)
     with redirect_stdout(sys.stderr):
-        plans = rd.next_stage(rd.Campaign.load(args.campaign), threshold=args.threshold)
+        plans = mod.next_stage(campaign, threshold=args.threshold)
     print_json(plans)
     return 0
 
 
 def cmd_campaign_fetch(args: argparse.Namespace) -> int:
-    from rfengine.frontends import rapidata as rd
-
+    campaign, mod = _frontend(args.campaign)
+    if mod.__name__.endswith("labelstudio"):
+        summary = mod.fetch(campaign, args.out, on_error=args.on_error, overwrite=args.overwrite)
+        report_import(summary, args.out)
+        return 0
+    if args.on_error != "fail":
+        raise UsageError("--on-error skip is for Label Studio campaigns")
     with redirect_stdout(sys.stderr):
-        summary = rd.fetch(rd.Campaign.load(args.campaign), args.out, overwrite=args.overwrite)
+        summary = mod.fetch(campaign, args.out, overwrite=args.overwrite)
     print(f"rfengine: {summary['rows']} responses -> {args.out}", file=sys.stderr)
     return 0
+
+
+def report_import(summary: dict, out: Path) -> None:
+    """A Label Studio import's counts, on stderr: every annotation read is used or reported."""
+    per = ", ".join(f"{t} {n}" for t, n in summary["per_task"].items() if n)
+    print(
+        f"rfengine: {summary['tasks']} tasks, {summary['annotations']} annotations: "
+        f"{summary['cancelled']} skipped by the annotator, {summary['superseded']} superseded "
+        f"by the same annotator's newer one, {summary['empty']} empty, "
+        f"{summary['rejected']} rejected; drafts ({summary['drafts']}) and predictions "
+        f"({summary['predictions']}) are not responses",
+        file=sys.stderr,
+    )
+    if summary["rejections"] and summary["rejected"]:
+        print(f"rfengine: rejections -> {summary['rejections']}", file=sys.stderr)
+    print(f"rfengine: {summary['rows']} responses ({per or 'none'}) -> {out}", file=sys.stderr)

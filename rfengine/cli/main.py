@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from rfengine.cli.aggregate import add_aggregate
 from rfengine.cli.campaign import add_campaign, add_import
 from rfengine.cli.common import UsageError
+from rfengine.cli.labelstudio import add_import as add_import_labelstudio
 from rfengine.cli.outputs import add_annotators, add_evaluate, add_export, add_render, add_report
 from rfengine.cli.sim import add_demo, add_simulate
 from rfengine.errors import InputError
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_aggregate(sub)
     add_import(sub)
+    add_import_labelstudio(sub)
     add_simulate(sub)
     add_render(sub)
     add_report(sub)
