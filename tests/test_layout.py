@@ -20,6 +20,7 @@ FLOORS = {
     "cli": 9,
     "sim": 8,
     "frontends": 7,
+    "publish": 7,
     "render": 6,
     "run": 5,
     "train": 5,

@@ -14,6 +14,7 @@ from rfengine.cli.campaign import add_campaign, add_import
 from rfengine.cli.common import UsageError
 from rfengine.cli.labelstudio import add_import as add_import_labelstudio
 from rfengine.cli.outputs import add_annotators, add_evaluate, add_export, add_render, add_report
+from rfengine.cli.publish import add_publish
 from rfengine.cli.sim import add_demo, add_simulate
 from rfengine.errors import InputError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub)
     add_annotators(sub)
     add_campaign(sub)
+    add_publish(sub)
     _own_usage(parser)
     return parser
 
