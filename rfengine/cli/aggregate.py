@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import get_args
 
-from rfengine.cli.common import UsageError, typed
+from rfengine.cli.common import UsageError, add_images_columns, image_columns, typed
 from rfengine.options import (
     DEFAULT_BUDGET,
     DTYPES,
@@ -32,7 +32,12 @@ def add_aggregate(sub: argparse._SubParsersAction) -> None:
         description="Aggregate responses (interchange format) into OUT/dataset (Hugging Face), "
         "OUT/targets (safetensors) and OUT/manifest.json.",
     )
-    p.add_argument("--images", required=True, type=Path, help="images table (JSONL, CSV, Parquet)")
+    p.add_argument(
+        "--images",
+        required=True,
+        help="images table (JSONL, CSV, Parquet), or a dataset: a save_to_disk folder, a "
+        "folder of Parquet files, hf://datasets/ORG/NAME (see the column options below)",
+    )
     p.add_argument(
         "--responses", required=True, nargs="+", type=Path, metavar="RESP", help="responses files"
     )
@@ -140,10 +145,13 @@ def add_aggregate(sub: argparse._SubParsersAction) -> None:
         help="with --engine ray: GPUs each partition task requests (default 0: CPU)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_images_columns(p)
     p.set_defaults(func=cmd_aggregate)
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
+    from rfengine.ingest import read_images
+    from rfengine.ingest.sources import is_dataset
     from rfengine.run.pipeline import aggregate_to_disk
 
     t0 = time.perf_counter()
@@ -164,8 +172,13 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         engine = Engine.create(args.engine, args.ray_address, args.gpus_per_task)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    images = args.images
+    if is_dataset(images):  # its columns named by the options
+        images = read_images(
+            images, allow_outside_paths=args.allow_outside_paths, columns=image_columns(args)
+        )
     manifest = aggregate_to_disk(
-        args.images,
+        images,
         args.responses,
         args.out,
         options,

@@ -10,7 +10,13 @@ import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from rfengine.cli.common import OVERWRITE_RESPONSES, UsageError, print_json
+from rfengine.cli.common import (
+    OVERWRITE_RESPONSES,
+    UsageError,
+    add_images_columns,
+    image_columns,
+    print_json,
+)
 from rfengine.schema import TASKS
 
 
@@ -88,7 +94,9 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     launch = verbs.add_parser("launch", help="create the stage-one jobs (or plan all six)")
     how = launch.add_mutually_exclusive_group(required=True)
-    how.add_argument("--images", type=Path, help="images table with paths")
+    how.add_argument(
+        "--images", help="images table with paths, or a dataset (see the column options)"
+    )
     how.add_argument(
         "--resume",
         type=Path,
@@ -120,6 +128,7 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
     launch.add_argument(
         "--dry-run", action="store_true", help="print the jobs as JSON; no credentials, no network"
     )
+    add_images_columns(launch)
     launch.set_defaults(func=cmd_campaign_launch)
     st = verbs.add_parser("status", help="the state of each job")
     st.add_argument("campaign", type=Path)
@@ -182,6 +191,7 @@ def cmd_campaign_launch(args: argparse.Namespace) -> int:
             rd.load_config(args.config),
             dry_run=args.dry_run,
             resume=args.resume is not None,
+            columns=image_columns(args),
         )
         print_json(plans)
         if not args.dry_run:
@@ -196,6 +206,7 @@ def cmd_campaign_launch(args: argparse.Namespace) -> int:
             rd.load_config(args.config),
             dry_run=args.dry_run,
             resume=args.resume is not None,
+            columns=image_columns(args),
         )
     for warning in dict.fromkeys(w for plan in plans for w in plan["warnings"]):
         print(f"rfengine: warning: {warning}", file=sys.stderr)

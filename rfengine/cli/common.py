@@ -50,5 +50,24 @@ def print_json(rows: list[dict[str, Any]]) -> None:
         sys.stdout.write(json.dumps(row) + "\n")
 
 
+def add_images_columns(p: argparse.ArgumentParser) -> None:
+    """The options naming a dataset's columns, where ``--images`` is a dataset."""
+    g = p.add_argument_group(
+        "images from a dataset (--images a save_to_disk folder, a folder of Parquet files, "
+        "or hf://datasets/ORG/NAME)"
+    )
+    g.add_argument("--image-column", default="image", help="the image column (default image)")
+    g.add_argument("--prompt-column", default="prompt", help="the prompt column (default prompt)")
+    g.add_argument("--id-column", default="image_id", help="the id column (default image_id)")
+    g.add_argument("--split", default="train", help="the split to read (default train)")
+
+
+def image_columns(args: argparse.Namespace) -> Any:
+    """The ``ImageColumns`` of ``add_images_columns``' options."""
+    from rfengine.ingest.sources import ImageColumns
+
+    return ImageColumns(args.image_column, args.prompt_column, args.id_column, args.split)
+
+
 class UsageError(ValueError):
     """An option value the parser could not check alone (e.g. two options that conflict)."""

@@ -24,6 +24,7 @@ from rfengine.ingest.formats import (
     parquet_where,
     read_parquet,
 )
+from rfengine.ingest.sources import ImageColumns, dataset_records, is_dataset, local_folder
 from rfengine.schema import MAX_SIDE
 
 
@@ -159,7 +160,11 @@ def open_image(path: Path) -> tuple[int, int]:
 
 
 def read_images(
-    path: str | Path, *, require_files: bool = True, allow_outside_paths: bool = False
+    path: str | Path,
+    *,
+    require_files: bool = True,
+    allow_outside_paths: bool = False,
+    columns: ImageColumns | None = None,
 ) -> Images:
     """Read and validate an images table (JSONL, CSV or Parquet).
 
@@ -173,12 +178,24 @@ def read_images(
     written, and its size must equal ``width`` and ``height`` when those are given (they are
     read from the file when missing). ``require_files=False`` skips the file checks, for
     tools that only match names (the Rapidata importer).
+
+    ``path`` may also be a dataset (``ingest.sources``): a ``save_to_disk`` folder, a folder
+    of Parquet files or ``hf://datasets/ORG/NAME``, its columns named by ``columns``; its
+    image paths are confined to its folder alike (images rfengine extracted from bytes
+    excepted), and every check above applies.
     """
-    path = Path(path)
-    rows, where = _rows(path, check_readable(path))
+    image_field = "path"
+    if is_dataset(path):
+        cols = columns or ImageColumns()
+        folder = local_folder(path).resolve()
+        rows, where = dataset_records(folder, cols)
+        path, image_field = folder, cols.image
+    else:
+        path = Path(path)
+        rows, where = _rows(path, check_readable(path))
+        folder = path.parent.resolve()
     if not rows:
         raise InputError(f"{path}: the images table has no rows")
-    folder = path.parent.resolve()
 
     ids: list[str] = []
     prompts: list[str] = []
@@ -209,7 +226,18 @@ def read_images(
                 raise bad(fld, "invalid Unicode (a lone surrogate, e.g. an escaped \\ud800)")
         rel = rec.get("path")
         img_path = None
-        if rel is not None:
+        if "_image" in rec:  # a dataset's image cell, resolved (``sources``)
+            img_path, ours = rec["_image"]
+            if img_path is not None and not ours and not allow_outside_paths:
+                if not _inside(folder, img_path):
+                    raise bad(
+                        image_field,
+                        f"{img_path} lies outside the dataset's folder {folder}; pass "
+                        "--allow-outside-paths (API: allow_outside_paths=True) to embed it",
+                    )
+            if img_path is not None and require_files and not img_path.is_file():
+                raise bad(image_field, f"{not_a_file(img_path)}: {img_path}")
+        elif rel is not None:
             if not isinstance(rel, str) or not rel or "\x00" in rel:
                 raise bad("path", f"expected a relative path string, got {rel!r:.60}")
             img_path = (folder / rel).resolve()
@@ -226,12 +254,12 @@ def read_images(
             try:
                 w, h = open_image(img_path)
             except ValueError as exc:
-                raise bad("path", f"{img_path}: {exc}") from None
+                raise bad(image_field, f"{img_path}: {exc}") from None
             for fld, given, real in (("width", size[0], w), ("height", size[1], h)):
                 if given is not None and given != real:
                     raise bad(fld, f"{given} differs from the image file's {real} ({img_path})")
             if max(w, h) > MAX_SIDE:
-                raise bad("path", f"{img_path}: {w}x{h} pixels; at most {MAX_SIDE} a side")
+                raise bad(image_field, f"{img_path}: {w}x{h} pixels; at most {MAX_SIDE} a side")
             size = [w, h]
         if None in size:
             raise bad("width" if size[0] is None else "height", "missing, and no path to read it")

@@ -103,5 +103,16 @@ def run_fingerprint(inputs: list[dict[str, Any]], options: AggregateOptions) -> 
 
 
 def describe_input(path: Path) -> dict[str, Any]:
-    """``{"path", "bytes", "sha256"}`` of an input file."""
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256(path)}
+    """``{"path", "bytes", "sha256"}`` of an input file; of a folder (an images dataset), the
+    total bytes and the SHA-256 of its files' relative paths and SHA-256s, in path order."""
+    if not path.is_dir():
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256(path)}
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.relative_to(path).as_posix()}\0{sha256(p)}\n".encode())
+    return {
+        "path": str(path),
+        "bytes": sum(p.stat().st_size for p in files),
+        "sha256": h.hexdigest(),
+    }

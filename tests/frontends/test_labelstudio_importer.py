@@ -109,12 +109,6 @@ def test_every_task_maps_to_responses(tmp_path, images):
         _rating("alignment", 2),
         _span(3, 6),
         _span(12, 14),  # "red" of "red," and "ca" of "cat"
-        {
-            "from_name": "no_mistake",
-            "to_name": "prompt",
-            "type": "choices",
-            "value": {"choices": ["No mistake"]},
-        },
         _kp("coherence_points", 50.0, 25.0),
         _kp("alignment_points", 0.0, 100.0),
     ]
@@ -122,11 +116,24 @@ def test_every_task_maps_to_responses(tmp_path, images):
     by = {r["task"]: r for r in rows}
     assert by["style"]["rating"] == 4 and by["alignment"]["rating"] == 2
     assert by["coherence"]["rating"] == 1  # asked as error severity: 6 - 5
-    assert by["words"]["selected"] == [1, 3, 7]  # red, | cat | No_Mistake (7 words)
+    assert by["words"]["selected"] == [1, 3]  # "red," and "cat"
     assert by["coherence_points"]["points"] == [[0.5, 0.25]]
     assert by["alignment_points"]["points"] == [[0.0, 1.0]]
     assert {r["annotator_id"] for r in rows} == {"7"} and {r["weight"] for r in rows} == {1.0}
     assert summary["rows"] == 6 and summary["rejected"] == 0
+
+
+NONE = {
+    "from_name": "no_mistake",
+    "to_name": "prompt",
+    "type": "choices",
+    "value": {"choices": ["No mistake"]},
+}
+
+
+def test_no_mistake_is_the_last_slot(tmp_path, images):
+    rows, _ = _run(tmp_path, images, [_task([NONE])])
+    assert rows[0]["selected"] == [7]  # the prompt has 7 words: slot 7 is [No_Mistake]
 
 
 def test_repeated_words_are_told_apart_by_offset(tmp_path, images):
@@ -186,6 +193,7 @@ def test_a_foreign_task_maps_by_file_name(tmp_path, images, url, row):
         ([_rating("style", 2)], {"image": "/d/cow.png"}, "data.image", "matches no image"),
         ([_rating("style", 2)], {"image_id": "im0", "prompt": "a dog"}, "data.prompt", "not the"),
         ([_rating("style", 2)], {"image_id": "nope"}, "data.image_id", "not in the images"),
+        ([_span(3, 6), NONE], None, "no_mistake", "chosen together with a word"),
     ],
 )
 def test_a_bad_annotation_is_rejected_with_its_position(tmp_path, images, result, data, field, why):

@@ -15,7 +15,8 @@ returns it. Per task:
   1-5 (coherence asked as error severity is flipped, ``6 - N``, as in the seed and the
   Rapidata importer); ``labels`` spans over the prompt -> the indices of every word of
   ``prompt.split()`` the span touches (a part of a word selects the word; punctuation stays
-  with its word, as on Rapidata), and the ``no_mistake`` choice -> the ``[No_Mistake]`` slot;
+  with its word, as on Rapidata), and the ``no_mistake`` choice -> the ``[No_Mistake]`` slot
+  (chosen alone: with a word too, a rejection);
   ``keypointlabels`` ``x``/``y`` in percent of ``original_width``/``original_height`` ->
   fractions ``x / 100``, ``y / 100`` (a click at pixel ``i``'s centre, ``(i + 0.5) / W``,
   stays at that centre after aggregation at native size); at most three points per task.
@@ -224,6 +225,9 @@ def _responses(ann: dict, data: dict, ctx: _Context) -> list[dict[str, Any]]:
             raise _Bad(
                 f"data.{ctx.controls['prompt']}", "words selected but the task has no prompt"
             )
+        if spans and no_mistake:
+            why = "chosen together with a word selected (no mistake is chosen alone)"
+            raise _Bad(ctx.controls[NO_MISTAKE_CONTROL], why)
         selected = _words(spans, text, ctx.controls["words"])
         if no_mistake:
             selected.add(len(text.split()))

@@ -23,10 +23,11 @@ from rfengine.frontends.config import FORMAT, load_config
 from rfengine.frontends.labelstudio import labeling
 from rfengine.frontends.labelstudio.client import LabelStudio
 from rfengine.frontends.labelstudio.importer import Controls, import_labelstudio
-from rfengine.frontends.state import Campaign
+from rfengine.frontends.state import Campaign, images_record
 from rfengine.frontends.writer import CoherenceScale, check_responses_target
 from rfengine.ingest import Images, read_images
 from rfengine.ingest.columns import OnError
+from rfengine.ingest.sources import ImageColumns
 from rfengine.schema import POINT_TASKS
 
 STAGES = {1: ("style", "coherence", "alignment", "words"), 2: tuple(t.label for t in POINT_TASKS)}
@@ -43,7 +44,8 @@ def image_urls(images: Images, rows: list[int], via: dict[str, Any]) -> list[str
         missing = [images.ids[k] for k, p in zip(rows, paths, strict=True) if p is None][:10]
         raise InputError(f"{images.source}: images without a path cannot be shown: {missing}")
     if via["mode"] == "url":
-        base = Path(images.source).resolve().parent
+        src = Path(images.source).resolve()
+        base = src if src.is_dir() else src.parent  # a dataset folder, or a table's folder
         return [
             via["prefix"] + urllib.parse.quote(p.resolve().relative_to(base).as_posix())
             for p in paths
@@ -171,6 +173,7 @@ def launch(
     dry_run: bool = False,
     resume: bool = False,
     ls: LabelStudio | None = None,
+    columns: ImageColumns | None = None,
 ) -> list[dict[str, Any]]:
     """Create the stage-one project with its tasks (``dry_run``: plan both stages, no
     server); ``resume`` finishes an interrupted launch from the campaign file ``out``."""
@@ -180,7 +183,7 @@ def launch(
         config, images = campaign.state["config"], campaign.images
     else:
         config = config or load_config(None)
-        images = read_images(images_path)
+        images = read_images(images_path, columns=columns)
     rows = list(range(len(images)))
     plans = [plan_project(1, config, images, rows)]
     if dry_run:
@@ -204,7 +207,7 @@ def launch(
                 "format": FORMAT,
                 "frontend": "labelstudio",
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "images": str(Path(images_path).resolve()),
+                **images_record(images_path, columns),
                 "config": config,
                 "server": ls.url,
                 "via": via,
@@ -276,7 +279,7 @@ def fetch(
     """Export every project through the API and import them into one responses file."""
     check_responses_target(Path(out), overwrite)  # before any download
     ls = ls or _client(campaign)
-    images = read_images(campaign.state["images"], require_files=False)
+    images = campaign.read_images(require_files=False)
     files = [_export(ls, campaign, rec) for rec in campaign.state["projects"]]
     return import_labelstudio(
         images, files, out, Controls(), coherence_scale, on_error=on_error, overwrite=overwrite

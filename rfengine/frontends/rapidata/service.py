@@ -15,9 +15,10 @@ from rfengine.frontends.config import FORMAT, STAGE_ONE, STAGE_TWO, load_config
 from rfengine.frontends.rapidata.importer import CoherenceScale, import_rapidata
 from rfengine.frontends.rapidata.plan import _datapoints, job_settings, normalise_prompt, plan_job
 from rfengine.frontends.stages import poorly_rated
-from rfengine.frontends.state import Campaign
+from rfengine.frontends.state import Campaign, images_record
 from rfengine.frontends.writer import check_responses_target
 from rfengine.ingest import Images, read_images
+from rfengine.ingest.sources import ImageColumns
 from rfengine.schema import NO_MISTAKE, POINT_TASKS
 
 #: the oldest rapidata with what launch needs: a job definition's validation_set_id and
@@ -154,6 +155,7 @@ def launch(
     dry_run: bool = False,
     resume: bool = False,
     client: Any = None,
+    columns: ImageColumns | None = None,
 ) -> list[dict[str, Any]]:
     """Launch stage one (or, with ``dry_run``, only plan all six jobs); returns the plans.
 
@@ -169,7 +171,7 @@ def launch(
         config, images = campaign.state["config"], campaign.images
     else:
         config = config or load_config(None)
-        images = read_images(images_path)
+        images = read_images(images_path, columns=columns)
     rows = list(range(len(images)))
     plans = [dict(plan_job(t, config, images, rows), stage=1) for t in STAGE_ONE]
     if dry_run:
@@ -185,7 +187,7 @@ def launch(
         state = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "images": str(Path(images_path).resolve()),
+            **images_record(images_path, columns),
             "config": config,
             "stage": 1,
             "planned": {t: list(images.ids) for t in STAGE_ONE},
@@ -258,7 +260,7 @@ def fetch(
     """Download every job's results and write the responses in the engine's format. The
     same results give the same file; an existing ``out`` is replaced only with
     ``overwrite``, and only if rfengine wrote it (``check_responses_target``)."""
-    images = read_images(campaign.state["images"], require_files=False)  # names only
+    images = campaign.read_images(require_files=False)  # names only
     jobs = campaign.state["jobs"]
     client = client or make_client()
     return _responses(
