@@ -2,6 +2,6 @@
 work is a call into the package. Imports anything below it; nothing imports it.
 """
 
-from rfengine.cli.main import build_parser, main
+from rfengine.cli.main import build_parser, entry, main
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "entry", "main"]

@@ -1,7 +1,5 @@
 """``python -m rfengine.cli``: the same as the ``rfengine`` command."""
 
-import sys
+from rfengine.cli.main import entry
 
-from rfengine.cli.main import main
-
-sys.exit(main())
+entry()

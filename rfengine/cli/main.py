@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 import threading
@@ -132,5 +133,18 @@ def _fail(line: str, exc: BaseException, code: int) -> int:
     return code
 
 
+def entry() -> None:
+    """The ``rfengine`` command (and ``python -m rfengine.cli``): ``main``'s code as the exit
+    status. An interrupted or terminated run exits at once, after its own
+    clean-up (``ray.shutdown()`` is done by then): Ray's exit hooks otherwise sometimes
+    crashed (SIGSEGV) or re-raised the SIGINT, and the status was not 130."""
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -24,6 +24,8 @@ only the partitions not recorded as finished.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,6 +87,61 @@ def start(engine: Engine) -> bool:
         log_to_driver=True,
     )
     return True
+
+
+#: command-line marks of the processes a local Ray runtime starts
+_RAY_MARKS = ("raylet", "gcs_server", "ray::", "/ray/", "ray/_private", "ray/dashboard")
+
+
+def _ray_descendants(pid: int) -> dict[int, str]:
+    """The Ray processes below ``pid`` (Linux ``/proc``; elsewhere none), by pid: noted
+    before ``ray.shutdown()`` so that what it leaves (an agent whose raylet died while
+    ``ray.init`` was interrupted) can still be found once re-parented."""
+    children: dict[int, list[int]] = {}
+    cmd: dict[int, str] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd[int(entry.name)] = (
+                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = {}, list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        if any(m in cmd.get(p, "") for m in _RAY_MARKS):
+            found[p] = cmd[p]
+        todo += children.get(p, [])
+    return found
+
+
+def _reap(started: dict[int, str], wait_s: float = 5.0) -> None:
+    """Give the Ray processes this run started ``wait_s`` to exit after ``ray.shutdown()``,
+    then kill those still running (the same pid with the same command line: not a reuse)."""
+    deadline = time.monotonic() + wait_s
+    while started and time.monotonic() < deadline:
+        started = {p: c for p, c in started.items() if _alive(p, c)}
+        time.sleep(0.1)
+    for p, c in started.items():
+        if _alive(p, c):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _alive(pid: int, cmdline: str) -> bool:
+    try:
+        now = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return now == cmdline and state != "Z"
 
 
 def _unwrap(ray: Any, exc: BaseException) -> BaseException:
@@ -204,7 +261,9 @@ def run_on_ray(run: Run, engine: Engine) -> TrustEstimate | None:
         raise _unwrap(ray, exc) from None
     finally:
         if not connected:  # even when interrupted inside ray.init: stop what it started
+            started = _ray_descendants(os.getpid())
             ray.shutdown()
+            _reap(started)
 
 
 def _drive(ray: Any, run: Run, engine: Engine, pending: list) -> TrustEstimate | None:
