@@ -2,7 +2,7 @@
 
 ``profiles`` (one axis's Gaussian factors) -> ``peaks`` (each annotator's grid maximum) ->
 ``splat`` (the batched product of max-normalised maps); ``segment`` for the ratings and
-words.
+words; ``raster`` for drawn regions (polygons at pixel centres, their weighted coverage).
 
 No I/O and no configuration here; results stay on the inputs' device. The kernels import
 nothing of rfengine (relative imports only), so that they can be read, tested and reused
@@ -19,6 +19,7 @@ from .profiles import (
     reflected_kernel_profiles,
     sigma_px,
 )
+from .raster import fill_polygons, region_coverage
 from .segment import concat_ranges, segment_sum, weighted_moments
 from .splat import Preset, pack_columns, splat_heatmaps
 
@@ -32,9 +33,11 @@ __all__ = [
     "annotator_peaks",
     "concat_ranges",
     "discrete_kernel_radius",
+    "fill_polygons",
     "gaussian_profiles",
     "pack_columns",
     "reflected_kernel_profiles",
+    "region_coverage",
     "segment_sum",
     "sigma_px",
     "splat_heatmaps",
