@@ -75,6 +75,17 @@ class Server:
         return json.loads(raw) if raw else None
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the test process dies, so that a
+    killed test run cannot leave its server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start(folder: Path) -> Server:
     """Start a fresh server in ``folder`` and wait until it answers ``/health``."""
     exe = executable()
@@ -116,6 +127,7 @@ def start(folder: Path) -> Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             cwd=folder,
         )
     server = Server(f"http://127.0.0.1:{port}", root, proc, log)
