@@ -35,6 +35,22 @@ def executable() -> str | None:
     return str(local) if local.exists() else shutil.which("label-studio")
 
 
+def launch_args(server: Server, images: Path, campaign: Path) -> list[str]:
+    """``rfengine campaign launch`` on ``server`` for ``images`` (under its local-files root)."""
+    return [
+        "campaign",
+        "launch",
+        "--frontend",
+        "labelstudio",
+        "--images",
+        str(images),
+        "--out",
+        str(campaign),
+        "--local-files-root",
+        str(server.root),
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,6 +13,7 @@ from pathlib import Path
 from rfengine.cli.common import (
     OVERWRITE_RESPONSES,
     UsageError,
+    add_coherence_scale,
     add_images_columns,
     image_columns,
     print_json,
@@ -29,14 +30,7 @@ def add_import(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--images", required=True, type=Path, help="images table (paths give names)")
     p.add_argument("--out", required=True, type=Path, help="responses file (.jsonl or .parquet)")
-    p.add_argument(
-        "--coherence-scale",
-        action="store_const",
-        const="coherence",
-        default="severity",
-        help="the coherence job was asked on the coherence scale (5 = coherent); by default "
-        "it is taken as error severity, as in the seed (5 = most errors), and flipped",
-    )
+    add_coherence_scale(p)
     p.add_argument(
         "--point-units",
         choices=["percent", "ratio"],

@@ -50,6 +50,18 @@ def print_json(rows: list[dict[str, Any]]) -> None:
         sys.stdout.write(json.dumps(row) + "\n")
 
 
+def add_coherence_scale(p: argparse.ArgumentParser) -> None:
+    """``--coherence-scale``: how an importer reads the coherence question."""
+    p.add_argument(
+        "--coherence-scale",
+        action="store_const",
+        const="coherence",
+        default="severity",
+        help="coherence was asked on the coherence scale (5 = coherent); by default it is "
+        "taken as error severity, as in the seed (5 = most errors), and flipped",
+    )
+
+
 def add_images_columns(p: argparse.ArgumentParser) -> None:
     """The options naming a dataset's columns, where ``--images`` is a dataset."""
     g = p.add_argument_group(

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from rfengine.cli.campaign import report_import
-from rfengine.cli.common import OVERWRITE_RESPONSES
+from rfengine.cli.common import OVERWRITE_RESPONSES, add_coherence_scale
 
 
 def add_import(sub: argparse._SubParsersAction) -> None:
@@ -29,14 +29,7 @@ def add_import(sub: argparse._SubParsersAction) -> None:
         help="the control (or data key, for image and prompt) that holds TASK in another "
         "labeling config; repeat for each",
     )
-    p.add_argument(
-        "--coherence-scale",
-        action="store_const",
-        const="coherence",
-        default="severity",
-        help="coherence was rated on the coherence scale (5 = coherent); by default it is "
-        "taken as error severity, as in the seed (5 = most errors), and flipped",
-    )
+    add_coherence_scale(p)
     p.add_argument(
         "--on-error",
         choices=["fail", "skip"],

@@ -15,6 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
+import ls_server
 import numpy as np
 import pytest
 from PIL import Image
@@ -74,23 +75,7 @@ def test_an_annotator_labels_in_chromium(label_studio, tmp_path, monkeypatch, ca
     monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
     camp = tmp_path / "campaign.json"
-    assert (
-        main(
-            [
-                "campaign",
-                "launch",
-                "--frontend",
-                "labelstudio",
-                "--images",
-                str(folder / "images.jsonl"),
-                "--out",
-                str(camp),
-                "--local-files-root",
-                str(server.root),
-            ]
-        )
-        == 0
-    )
+    assert main(ls_server.launch_args(server, folder / "images.jsonl", camp)) == 0
     one = json.loads(camp.read_text())["projects"][0]["project_id"]
 
     with playwright.sync_playwright() as p:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 
+import ls_server
 import numpy as np
 import pytest
 from PIL import Image
@@ -139,20 +140,7 @@ def _annotate(server, task: int, user: int, result: list, **extra) -> int:
 def test_the_whole_campaign_on_a_real_server(campaign, capsys):
     server, folder, work, users = campaign
     camp = work / "campaign.json"
-    rc = main(
-        [
-            "campaign",
-            "launch",
-            "--frontend",
-            "labelstudio",
-            "--images",
-            str(folder / "images.jsonl"),
-            "--out",
-            str(camp),
-            "--local-files-root",
-            str(server.root),
-        ]
-    )
+    rc = main(ls_server.launch_args(server, folder / "images.jsonl", camp))
     assert rc == 0, capsys.readouterr().err
     state = json.loads(camp.read_text())
     assert server.token not in camp.read_text()
@@ -254,18 +242,7 @@ def _check_against_reference(res, users) -> None:
 def test_errors_are_one_line_without_the_key(campaign, tmp_path, capsys, monkeypatch):
     server, folder, work, _ = campaign
     camp = tmp_path / "c.json"
-    base = [
-        "campaign",
-        "launch",
-        "--frontend",
-        "labelstudio",
-        "--images",
-        str(folder / "images.jsonl"),
-        "--out",
-        str(camp),
-        "--local-files-root",
-        str(server.root),
-    ]
+    base = ls_server.launch_args(server, folder / "images.jsonl", camp)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "f" * 40)
     assert main(base) == 1
     err = capsys.readouterr().err

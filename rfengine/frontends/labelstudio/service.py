@@ -29,6 +29,7 @@ from rfengine.ingest import Images, read_images
 from rfengine.ingest.columns import OnError
 from rfengine.ingest.sources import ImageColumns
 from rfengine.schema import POINT_TASKS
+from rfengine.store.owned import write_atomic
 
 STAGES = {1: ("style", "coherence", "alignment", "words"), 2: tuple(t.label for t in POINT_TASKS)}
 #: tasks imported per request
@@ -261,9 +262,7 @@ def _export(ls: LabelStudio, campaign: Campaign, rec: dict[str, Any]) -> Path:
     if other:
         raise InputError(f"project {rec['project_id']}'s export holds tasks of projects {other}")
     path = folder / f"stage{rec['stage']}-project{int(rec['project_id'])}.json"
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(doc, sort_keys=True))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(doc, sort_keys=True))
     return path
 
 

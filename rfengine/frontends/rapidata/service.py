@@ -20,6 +20,7 @@ from rfengine.frontends.writer import check_responses_target
 from rfengine.ingest import Images, read_images
 from rfengine.ingest.sources import ImageColumns
 from rfengine.schema import NO_MISTAKE, POINT_TASKS
+from rfengine.store.owned import write_atomic
 
 #: the oldest rapidata with what launch needs: a job definition's validation_set_id and
 #: save() (3.27.1), and filtered audiences (3.21)
@@ -225,9 +226,7 @@ def _results(client: Any, rec: dict[str, Any], folder: Path) -> Path:
     doc = dict(job.get_results())
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{rec['task']}-{''.join(c for c in rec['job_id'] if c.isalnum())}.json"
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(doc, sort_keys=True))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(doc, sort_keys=True))
     return path
 
 
