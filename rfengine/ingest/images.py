@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,19 +145,76 @@ def _size_field(rec: dict[str, Any], fld: str, bad: Any) -> int | None:
 
 def open_image(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file, after checking it is one: a format Pillow
-    knows, within Pillow's decompression-bomb limit, and whole (``verify``). A ValueError
-    says what is wrong."""
+    knows, within Pillow's decompression-bomb limit, and whole (``verify``; for a PNG also
+    its pixel data inflated and counted against what its header's size needs, since
+    ``verify`` and even ``load`` accept a PNG holding fewer rows than it claims). A
+    ValueError says what is wrong."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                size = im.size
+                size, fmt = im.size, im.format
                 im.verify()
+        if fmt == "PNG":
+            _check_png_data(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(f"refused as a decompression bomb: {exc}") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, zlib.error) as exc:
         raise ValueError(f"not a readable image: {exc}") from None
     return size
+
+
+#: channels per PNG colour type (greyscale, RGB, palette, grey + alpha, RGBA)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7's passes: first column, first row, column step, row step
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def _png_needs(w: int, h: int, depth: int, colour: int, interlace: int) -> int:
+    """Bytes of filtered scanlines a ``w x h`` PNG's data must inflate to."""
+    bits = depth * _PNG_CHANNELS.get(colour, 4)
+
+    def lines(cols: int, rows: int) -> int:
+        return rows * (1 + (cols * bits + 7) // 8) if cols and rows else 0
+
+    if not interlace:
+        return lines(w, h)
+    return sum(lines(-(-(w - x) // dx), -(-(h - y) // dy)) for x, y, dx, dy in _ADAM7)
+
+
+def _check_png_data(path: Path) -> None:
+    """Inflate a PNG's IDAT data, 1 MB at a time, and refuse it when it holds less than its
+    header says (rows missing at the end). A ValueError says how much is there."""
+    data = path.read_bytes()
+    pos, need, got = 8, None, 0
+    d = zlib.decompressobj()
+    while pos + 8 <= len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        pos += 12 + n
+        if kind == b"IHDR":
+            w, h = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big")
+            need = _png_needs(w, h, body[8], body[9], body[12])
+        elif kind == b"IDAT":
+            while body and got <= need:
+                got += len(d.decompress(body, 1 << 20))
+                body = d.unconsumed_tail
+        elif kind == b"IEND":
+            break
+    if need is not None and got < need:
+        got += len(d.flush())
+    if need is not None and got < need:
+        raise ValueError(
+            f"truncated: its pixel data inflates to {got} bytes, its header's size needs {need}"
+        )
 
 
 def read_images(

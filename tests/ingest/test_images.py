@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import numpy as np
 import pytest
 from fixtures import write_jsonl
 from PIL import Image
@@ -128,6 +131,40 @@ def test_truncated_image_is_refused(tmp_path):
     (tmp_path / "a.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"field 'path': .*not a readable image"):
         read_images(_table(tmp_path, path="a.png", width=64, height=64))
+
+
+def _lying_png(path: Path, claimed_rows: int, interlace: int = 0) -> None:
+    """A PNG of 4 real rows whose header (CRC fixed) claims ``claimed_rows``."""
+    import io
+    import zlib
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 4), (10, 200, 30)).save(buf, "PNG", interlace=interlace)
+    b = bytearray(buf.getvalue())
+    i = b.index(b"IHDR")
+    b[i + 8 : i + 12] = claimed_rows.to_bytes(4, "big")
+    b[i + 17 : i + 21] = (zlib.crc32(bytes(b[i : i + 17])) & 0xFFFFFFFF).to_bytes(4, "big")
+    path.write_bytes(bytes(b))
+
+
+@pytest.mark.parametrize("interlace", [0, 1])
+def test_a_png_header_that_claims_more_rows_than_its_data_is_refused(tmp_path, interlace):
+    _lying_png(tmp_path / "a.png", 32, interlace)
+    with Image.open(tmp_path / "a.png") as im:  # what Pillow alone lets through
+        im.verify()
+    with pytest.raises(InputError, match=r"field 'path': .*truncated: its pixel data inflates"):
+        read_images(_table(tmp_path, path="a.png"))
+    _lying_png(tmp_path / "b.png", 4, interlace)  # the same bytes, an honest header
+    assert read_images(_table(tmp_path, path="b.png")).height.tolist() == [4]
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"])
+@pytest.mark.parametrize("interlace", [0, 1])
+def test_every_png_layout_passes_the_data_check(tmp_path, mode, interlace):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray((rng.random((37, 53, 3)) * 255).astype(np.uint8)).convert(mode)
+    img.save(tmp_path / "a.png", interlace=interlace)
+    assert read_images(_table(tmp_path, path="a.png")).width.tolist() == [53]
 
 
 @pytest.mark.parametrize(
