@@ -25,7 +25,6 @@ def push(folder: Path, repo_id: str, *, private: bool = False) -> str:
     """Create the dataset repository ``repo_id`` if needed and upload ``folder`` (without
     rfengine's mark); returns the repository's URL."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise InputError(f"--push: expected ORG/NAME, got {repo_id!r}")
@@ -45,7 +44,7 @@ def push(folder: Path, repo_id: str, *, private: bool = False) -> str:
                 ignore_patterns=[MARK],
                 commit_message="Publish with rfengine",
             )
-    except (HfHubHTTPError, OSError, ValueError, Exception) as exc:  # network: httpx errors too
+    except Exception as exc:  # the Hub's HTTP errors, httpx's network errors, OSError: one line
         text = str(exc).strip()
         first = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
         raise InputError(
