@@ -93,55 +93,43 @@ def start(engine: Engine) -> bool:
 _RAY_MARKS = ("raylet", "gcs_server", "ray::", "/ray/", "ray/_private", "ray/dashboard")
 
 
-def _ray_descendants(pid: int) -> dict[int, str]:
-    """The Ray processes below ``pid`` (Linux ``/proc``; elsewhere none), by pid: noted
-    before ``ray.shutdown()`` so that what it leaves (an agent whose raylet died while
-    ``ray.init`` was interrupted) can still be found once re-parented."""
-    children: dict[int, list[int]] = {}
-    cmd: dict[int, str] = {}
+def _ray_group() -> dict[int, str]:
+    """The running Ray processes (by their command lines) of this process's group, by pid
+    (Linux ``/proc``; elsewhere none). A local runtime's raylet, GCS and agents stay in the
+    group of the process that started them, even once re-parented."""
+    found: dict[int, str] = {}
+    try:
+        group = os.getpgid(0)
+    except OSError:
+        return found
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmd[int(entry.name)] = (
-                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            )
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z" or int(fields[2]) != group:  # a zombie is already dead
+                continue
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError, IndexError):
             continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = {}, list(children.get(pid, []))
-    while todo:
-        p = todo.pop()
-        if any(m in cmd.get(p, "") for m in _RAY_MARKS):
-            found[p] = cmd[p]
-        todo += children.get(p, [])
+        if any(m in cmd for m in _RAY_MARKS):
+            found[int(entry.name)] = cmd
     return found
 
 
-def _reap(started: dict[int, str], wait_s: float = 5.0) -> None:
-    """Give the Ray processes this run started ``wait_s`` to exit after ``ray.shutdown()``,
-    then kill those still running (the same pid with the same command line: not a reuse)."""
+def _reap(existing: dict[int, str], wait_s: float = 2.0) -> None:
+    """After ``ray.shutdown()``: the Ray processes of this group that were not there before
+    the run started Ray get ``wait_s`` to exit, then are killed. Agents that a raylet
+    interrupted inside ``ray.init`` had just started outlive it otherwise."""
     deadline = time.monotonic() + wait_s
-    while started and time.monotonic() < deadline:
-        started = {p: c for p, c in started.items() if _alive(p, c)}
+    while True:
+        new = {p: c for p, c in _ray_group().items() if existing.get(p) != c}
+        if not new or time.monotonic() >= deadline:
+            break
         time.sleep(0.1)
-    for p, c in started.items():
-        if _alive(p, c):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-
-
-def _alive(pid: int, cmdline: str) -> bool:
-    try:
-        now = (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return now == cmdline and state != "Z"
+    for p in new:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _unwrap(ray: Any, exc: BaseException) -> BaseException:
@@ -252,6 +240,7 @@ def run_on_ray(run: Run, engine: Engine) -> TrustEstimate | None:
     ray = _ray()
     connected = ray.is_initialized()  # by the caller: theirs to stop
     pending: list = []
+    existing = {} if connected else _ray_group()  # Ray processes already here: not ours
     try:
         start(engine)
         return _drive(ray, run, engine, pending)
@@ -261,9 +250,8 @@ def run_on_ray(run: Run, engine: Engine) -> TrustEstimate | None:
         raise _unwrap(ray, exc) from None
     finally:
         if not connected:  # even when interrupted inside ray.init: stop what it started
-            started = _ray_descendants(os.getpid())
             ray.shutdown()
-            _reap(started)
+            _reap(existing)
 
 
 def _drive(ray: Any, run: Run, engine: Engine, pending: list) -> TrustEstimate | None:
