@@ -136,9 +136,6 @@ class LabelStudio:
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, body)
 
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
-
     # the few endpoints rfengine uses
     def project(self, project_id: int) -> dict[str, Any]:
         return self.get(f"/api/projects/{int(project_id)}/")
