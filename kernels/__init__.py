@@ -19,7 +19,7 @@ from .profiles import (
     reflected_kernel_profiles,
     sigma_px,
 )
-from .raster import fill_polygons, region_coverage
+from .raster import Spans, fill_polygons, mask_spans, polygon_spans, region_coverage, soften
 from .segment import concat_ranges, segment_sum, weighted_moments
 from .splat import Preset, pack_columns, splat_heatmaps
 
@@ -29,17 +29,21 @@ __all__ = [
     "AnnotatorMaps",
     "Points",
     "SIGMA_FRACTION",
+    "Spans",
     "Preset",
     "annotator_peaks",
     "concat_ranges",
     "discrete_kernel_radius",
     "fill_polygons",
     "gaussian_profiles",
+    "mask_spans",
     "pack_columns",
+    "polygon_spans",
     "reflected_kernel_profiles",
     "region_coverage",
     "segment_sum",
     "sigma_px",
+    "soften",
     "splat_heatmaps",
     "tile_candidates",
     "tile_maxima",

@@ -189,6 +189,7 @@ class OptionArgs(TypedDict, total=False):
     memory_budget: str | int
     outputs: str | tuple[str, ...]
     dataset_heatmaps: bool
+    region_sigma: float
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,9 @@ class AggregateOptions:
             once per format).
         dataset_heatmaps: whether the dataset carries the heatmap columns (False: train
             from the targets, and write the maps once).
+        region_sigma: the Gaussian that softens region heatmaps' edges, as a fraction of
+            the output's smaller side (0, the default: none; the map is then exactly the
+            trusted share of annotators who marked each pixel).
     """
 
     preset: Preset = "default"
@@ -225,6 +229,7 @@ class AggregateOptions:
     memory_budget: int = DEFAULT_BUDGET
     outputs: tuple[str, ...] = OUTPUTS
     dataset_heatmaps: bool = True
+    region_sigma: float = 0.0
 
     @classmethod
     def create(cls, base: AggregateOptions | None = None, **args: Any) -> AggregateOptions:
@@ -273,8 +278,16 @@ class AggregateOptions:
         dataset_heatmaps = args.get("dataset_heatmaps", base.dataset_heatmaps)
         if not isinstance(dataset_heatmaps, bool):
             raise ValueError(f"dataset_heatmaps must be True or False, got {dataset_heatmaps!r}")
+        region_sigma = args.get("region_sigma", base.region_sigma)
+        if (
+            isinstance(region_sigma, bool)
+            or not isinstance(region_sigma, (int, float))
+            or not 0 <= region_sigma <= 0.25
+        ):
+            raise ValueError(f"region sigma must be a number in [0, 0.25], got {region_sigma!r}")
         return replace(
             base,
+            region_sigma=float(region_sigma),
             outputs=outputs,
             dataset_heatmaps=dataset_heatmaps,
             preset=preset,
@@ -324,6 +337,8 @@ class AggregateOptions:
             "memory_budget": self.memory_budget,
             "outputs": list(self.outputs),
             "dataset_heatmaps": self.dataset_heatmaps,
+            # only when set: the records (and resume keys) of runs without it stay as they were
+            **({"region_sigma": self.region_sigma} if self.region_sigma else {}),
         }
 
     @classmethod

@@ -12,6 +12,8 @@ coordinates are fractions of the image side in [0, 1], origin top-left.
 (True, 'coherence')
 >>> [t.label for t in Task if t.is_rating]
 ['style', 'coherence', 'alignment']
+>>> Task.ALIGNMENT_REGIONS.heatmap_kind
+'alignment_region'
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 
 class Task(IntEnum):
-    """The six annotation tasks; the value is the code stored in validated responses."""
+    """The annotation tasks; the value is the code stored in validated responses."""
 
     STYLE = 0
     COHERENCE = 1
@@ -30,6 +32,8 @@ class Task(IntEnum):
     COHERENCE_POINTS = 3
     ALIGNMENT_POINTS = 4
     WORDS = 5
+    COHERENCE_REGIONS = 6
+    ALIGNMENT_REGIONS = 7
 
     @property
     def label(self) -> str:
@@ -47,11 +51,19 @@ class Task(IntEnum):
         return self in (Task.COHERENCE_POINTS, Task.ALIGNMENT_POINTS)
 
     @property
+    def is_regions(self) -> bool:
+        """Drawn regions (polygons or masks) on the image, for one of the two criteria."""
+        return self in (Task.COHERENCE_REGIONS, Task.ALIGNMENT_REGIONS)
+
+    @property
     def heatmap_kind(self) -> str:
-        """The heatmap a points task feeds (``"coherence"`` or ``"alignment"``)."""
-        if not self.is_points:
-            raise ValueError(f"task {self.label!r} has no heatmap")
-        return self.label.removesuffix("_points")
+        """The heatmap a points or regions task feeds (``"coherence"``, ``"alignment"``,
+        ``"coherence_region"``, ``"alignment_region"``)."""
+        if self.is_points:
+            return self.label.removesuffix("_points")
+        if self.is_regions:
+            return self.label.removesuffix("s")
+        raise ValueError(f"task {self.label!r} has no heatmap")
 
     @classmethod
     def from_name(cls, name: str) -> Task:
@@ -69,6 +81,13 @@ CRITERIA: tuple[str, ...] = tuple(t.label for t in Task if t.is_rating)
 #: the points tasks, and the heatmap kind each one feeds
 POINT_TASKS: tuple[Task, ...] = tuple(t for t in Task if t.is_points)
 HEATMAP_KINDS: tuple[str, ...] = tuple(t.heatmap_kind for t in POINT_TASKS)
+#: the regions tasks, and their heatmap kinds (columns only where a run has region responses)
+REGION_TASKS: tuple[Task, ...] = tuple(t for t in Task if t.is_regions)
+REGION_KINDS: tuple[str, ...] = tuple(t.heatmap_kind for t in REGION_TASKS)
+#: at most this many regions per annotator, image and regions task
+MAX_REGIONS = 16
+#: a polygon has 3 to this many vertices
+MAX_VERTICES = 1000
 #: at most this many clicks per annotator, image and points task (the seed: "up to three")
 MAX_POINTS = 3
 #: the last word slot of every prompt: "the image has no mistake"
@@ -103,6 +122,10 @@ __all__ = [
     "MIN_WEIGHT",
     "NO_MISTAKE",
     "POINT_TASKS",
+    "REGION_KINDS",
+    "REGION_TASKS",
+    "MAX_REGIONS",
+    "MAX_VERTICES",
     "TASKS",
     "Task",
     "size_key",

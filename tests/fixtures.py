@@ -108,13 +108,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
     cols = ["image_id", "annotator_id", "task", "weight", "rating", "points", "selected"]
+    cols += ["regions"] if any("regions" in r for r in rows) else []
     with path.open("w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=cols)
         wr.writeheader()
         for r in rows:
             wr.writerow(
                 {
-                    c: (json.dumps(r[c]) if c in ("points", "selected") and c in r else r.get(c))
+                    c: (
+                        json.dumps(r[c])
+                        if c in ("points", "selected", "regions") and c in r
+                        else r.get(c)
+                    )
                     for c in cols
                 }
             )
@@ -133,6 +138,17 @@ def write_parquet(path: Path, rows: list[dict], row_group_size: int = 100) -> Pa
             ("selected", pa.list_(pa.int64())),
         ]
     )
+    if any("regions" in r for r in rows):  # the documented Parquet type of the field
+        region = pa.struct(
+            [
+                ("polygon", pa.list_(pa.list_(pa.float64()))),
+                (
+                    "mask",
+                    pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.list_(pa.int64()))]),
+                ),
+            ]
+        )
+        schema = schema.append(pa.field("regions", pa.list_(region)))
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
     return path
 

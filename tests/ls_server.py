@@ -166,3 +166,24 @@ def start(folder: Path) -> Server:
         "label-studio did not answer /health within "
         f"{START_TIMEOUT} s:\n" + log.read_text(errors="replace")[-3000:]
     )
+
+
+def sdk_call(code: str, payload: object) -> object:
+    """Run ``code`` in Label Studio's own Python (its virtual environment, with
+    ``label_studio_sdk``), ``payload`` as JSON in the name ``data``; returns what the code
+    assigns to ``out``, through JSON. The tests compare rfengine with the SDK this way."""
+    import subprocess
+
+    exe = executable()
+    assert exe is not None
+    python = Path(exe).parent / "python"
+    script = f"import json, sys\ndata = json.load(sys.stdin)\n{code}\njson.dump(out, sys.stdout)"
+    done = subprocess.run(
+        [str(python), "-c", script],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(done.stdout)

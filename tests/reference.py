@@ -108,3 +108,58 @@ def ref_rapidata_heatmap(annotators: list[list[dict[str, float]]], W: int, H: in
 def as_percent(points: list[tuple[float, float]]) -> list[dict[str, float]]:
     """Interchange-format fractions as the ``location`` percent the script read."""
     return [{"x": x * 100, "y": y * 100} for x, y in points]
+
+
+def ref_polygon_mask(poly, H: int, W: int) -> np.ndarray:
+    """Pixel centres inside a polygon (even-odd, half-open rows: ``kernels.raster``'s rule),
+    one centre and one edge at a time."""
+    out = np.zeros((H, W), bool)
+    n = len(poly)
+    for i in range(H):
+        py = (i + 0.5) / H
+        for j in range(W):
+            px = (j + 0.5) / W
+            inside = False
+            for a in range(n):
+                (x0, y0), (x1, y1) = poly[a], poly[(a + 1) % n]
+                if (y0 <= py) != (y1 <= py) and px < x0 + (py - y0) / (y1 - y0) * (x1 - x0):
+                    inside = not inside
+            out[i, j] = inside
+    return out
+
+
+def ref_counts_mask(counts: list[int], h: int, w: int) -> np.ndarray:
+    """The responses format's run lengths (row-major, unmarked first) as an ``(h, w)`` mask."""
+    flat, marked = [], False
+    for n in counts:
+        flat += [marked] * n
+        marked = not marked
+    return np.array(flat, dtype=bool).reshape(h, w)
+
+
+def ref_resampled(mask: np.ndarray, H: int, W: int) -> np.ndarray:
+    """The mask pixel under each output pixel's centre."""
+    h, w = mask.shape
+    out = np.zeros((H, W), bool)
+    for i in range(H):
+        for j in range(W):
+            out[i, j] = mask[int(np.floor((i + 0.5) / H * h)), int(np.floor((j + 0.5) / W * w))]
+    return out
+
+
+def ref_region_heatmap(annotators: list[tuple[list[dict], float]], h: int, w: int, H: int, W: int):
+    """Weighted share of (regions, weight) annotators whose union of regions covers each
+    pixel of an ``H x W`` grid (masks at the image's ``h x w``); None without weight."""
+    total = sum(wt for _, wt in annotators)
+    if not annotators or total == 0:
+        return None
+    acc = np.zeros((H, W))
+    for regions, wt in annotators:
+        union = np.zeros((H, W), bool)
+        for reg in regions:
+            if "polygon" in reg:
+                union |= ref_polygon_mask(reg["polygon"], H, W)
+            else:
+                union |= ref_resampled(ref_counts_mask(reg["mask"]["counts"], h, w), H, W)
+        acc += wt * union
+    return acc / total

@@ -7,7 +7,6 @@ reductions) -> ``rfengine.aggregation.result`` (plain data) -> ``rfengine.store`
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,7 +15,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rfengine.aggregation.reliability import pair_counts
+from rfengine.aggregation.regions import aggregate_regions, region_n_eff
+from rfengine.aggregation.reliability import (
+    annotator_halves,
+    pair_counts,
+    split_half_reliability,
+)
 from rfengine.aggregation.result import AggregationResult, Heatmaps, Scores, WordScores
 from rfengine.ingest import Images, ReadStats, Responses
 from rfengine.kernels import (
@@ -28,7 +32,7 @@ from rfengine.kernels import (
     weighted_moments,
 )
 from rfengine.options import AggregateOptions
-from rfengine.schema import CRITERIA, POINT_TASKS, Task, size_key, split_size_key
+from rfengine.schema import CRITERIA, POINT_TASKS, REGION_TASKS, Task, size_key, split_size_key
 
 
 def rapidata_pixels(points: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
@@ -227,8 +231,24 @@ def all_heatmaps(
     options: AggregateOptions,
     dtype: torch.dtype,
     progress: bool = False,
+    regions: bool = False,
 ) -> dict[str, Heatmaps]:
-    """Every heatmap kind of ``images`` as ``options`` define them, in ``dtype``."""
+    """Every heatmap kind of ``images`` as ``options`` define them, in ``dtype``: the point
+    kinds, and the region kinds too when ``regions``."""
+    region_maps = {
+        task.heatmap_kind: aggregate_regions(
+            images,
+            resp,
+            task,
+            size=options.heatmap_size,
+            device=options.device,
+            dtype=dtype,
+            budget=splat_budget(options),
+            sigma=options.region_sigma,
+            progress=progress,
+        )
+        for task in (REGION_TASKS if regions else ())
+    }
     return {
         task.heatmap_kind: aggregate_heatmaps(
             images,
@@ -242,7 +262,12 @@ def all_heatmaps(
             progress=progress,
         )
         for task in POINT_TASKS
-    }
+    } | region_maps
+
+
+def has_regions(resp: Responses) -> bool:
+    """Whether ``resp`` hold any response of a regions task."""
+    return bool(np.isin(resp.task, REGION_TASKS).any())
 
 
 def compute(
@@ -254,13 +279,18 @@ def compute(
     row_offset: int = 0,
     norm_bounds: dict[str, tuple[float, float]] | None = None,
     progress: bool = False,
+    regions: bool | None = None,
 ) -> AggregationResult:
     """Scores, word scores and heatmaps of ``images`` from ``resp`` (indices into ``images``).
 
     ``row_offset`` is the row of ``images[0]`` in the whole images table (a partition's
     start); ``stats`` are the read counts that go with the result; ``norm_bounds`` the
-    result's (see ``AggregationResult``).
+    result's (see ``AggregationResult``). ``regions``: whether the run has region
+    responses, so that every partition writes the region kinds (None: whether ``resp``
+    has).
     """
+    if regions is None:
+        regions = has_regions(resp)
     dev = options.device
     resp = _weighted(resp, options)
     timings: dict[str, float] = {}
@@ -269,12 +299,12 @@ def compute(
     words = aggregate_words(images, resp, dev)
     timings["reduce"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    heatmaps = all_heatmaps(images, resp, options, options.dtype, progress)
+    heatmaps = all_heatmaps(images, resp, options, options.dtype, progress, regions)
     timings["splat"] = time.perf_counter() - t0
     split_half = {}
     if options.reliability:
         t0 = time.perf_counter()
-        split_half = heatmap_split_half(images, resp, options)
+        split_half = heatmap_split_half(images, resp, options, regions)
         timings["split_half"] = time.perf_counter() - t0
     clicks = {task.heatmap_kind: image_clicks(len(images), resp, task) for task in POINT_TASKS}
     pairs = {}
@@ -294,53 +324,23 @@ def compute(
         clicks=clicks,
         rating_pairs=pairs,
         heatmap_reliability=split_half,
-    )
-
-
-#: the seed of the annotators' split into halves (``heatmap_split_half``)
-SPLIT_SEED = b"rfengine-split-half"
-
-
-def annotator_halves(ids: np.ndarray) -> np.ndarray:
-    """0 or 1 per annotator id: the lowest bit of its keyed BLAKE2b hash (stable across
-    runs, machines and partitions; one hash per distinct annotator, not per response)."""
-    return np.array(
-        [
-            hashlib.blake2b(str(a).encode(), key=SPLIT_SEED, digest_size=8).digest()[0] & 1
-            for a in ids
-        ],
-        dtype=np.int64,
+        region_n_eff={
+            t.heatmap_kind: region_n_eff(len(images), resp, t) for t in REGION_TASKS if regions
+        },
     )
 
 
 def heatmap_split_half(
-    images: Images, resp: Responses, options: AggregateOptions
+    images: Images, resp: Responses, options: AggregateOptions, regions: bool = False
 ) -> dict[str, np.ndarray]:
-    """Per heatmap kind, each image's split-half reliability: the annotators split in two
-    (``annotator_halves``), each half's map made as the full one is, their Pearson
-    correlation r over the pixels, corrected by Spearman-Brown to 2r / (1 + r). ``(N,)``
-    float64, NaN where a half has no map or either map is constant."""
+    """Per heatmap kind, each image's split-half reliability (``split_half_reliability``
+    of the maps of the two halves of the annotators, ``annotator_halves``)."""
     half = annotator_halves(resp.annotator_ids)[resp.annotator]
-    maps = [all_heatmaps(images, resp.take(half == h), options, torch.float32) for h in (0, 1)]
-    out = {}
-    for task in POINT_TASKS:
-        kind = task.heatmap_kind
-        rel = np.full(len(images), np.nan)
-        both = [k for k, (a, b) in enumerate(zip(maps[0][kind], maps[1][kind], strict=True))
-                if a is not None and b is not None]  # fmt: skip
-        shapes: dict[tuple[int, ...], list[int]] = {}
-        for k in both:
-            shapes.setdefault(maps[0][kind][k].shape, []).append(k)
-        for ks in shapes.values():  # one vectorised step per output size
-            a = np.stack([maps[0][kind][k].ravel() for k in ks]).astype(np.float64)
-            b = np.stack([maps[1][kind][k].ravel() for k in ks]).astype(np.float64)
-            a -= a.mean(axis=1, keepdims=True)
-            b -= b.mean(axis=1, keepdims=True)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-                rel[ks] = np.where(np.isfinite(r) & (r > -1), 2 * r / (1 + r), np.nan)
-        out[kind] = rel
-    return out
+    maps = [
+        all_heatmaps(images, resp.take(half == h), options, torch.float32, regions=regions)
+        for h in (0, 1)
+    ]
+    return split_half_reliability(maps[0], maps[1], len(images))
 
 
 def image_clicks(n: int, r: Responses, task: Task) -> tuple[np.ndarray, np.ndarray]:

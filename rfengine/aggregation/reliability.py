@@ -1,4 +1,5 @@
-"""How consistently a criterion was rated: Krippendorff's alpha from coincidence matrices.
+"""How consistent the annotators are: Krippendorff's alpha of a criterion's ratings from
+coincidence matrices, and each heatmap's split-half reliability.
 
 Units are images, coders annotators, values the Likert ratings 1..5, unweighted. The
 coincidence matrix is a sum over images, each image with m >= 2 ratings adding
@@ -13,6 +14,8 @@ divides once.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -110,11 +113,59 @@ def split_half_summary(values: dict[str, list[np.ndarray]]) -> dict[str, dict[st
     return out
 
 
+#: the seed of the annotators' split into halves (``heatmap_split_half``)
+SPLIT_SEED = b"rfengine-split-half"
+
+
+def annotator_halves(ids: np.ndarray) -> np.ndarray:
+    """0 or 1 per annotator id: the lowest bit of its keyed BLAKE2b hash (stable across
+    runs, machines and partitions; one hash per distinct annotator, not per response)."""
+    return np.array(
+        [
+            hashlib.blake2b(str(a).encode(), key=SPLIT_SEED, digest_size=8).digest()[0] & 1
+            for a in ids
+        ],
+        dtype=np.int64,
+    )
+
+
+def split_half_reliability(
+    half0: dict[str, Sequence[np.ndarray | None]],
+    half1: dict[str, Sequence[np.ndarray | None]],
+    n: int,
+) -> dict[str, np.ndarray]:
+    """Per heatmap kind, each of ``n`` images' split-half reliability from the maps of the
+    two halves of its annotators: their Pearson correlation r over the pixels, corrected by
+    Spearman-Brown to 2r / (1 + r). ``(n,)`` float64, NaN where a half has no map or either
+    map is constant."""
+    out = {}
+    for kind in half0:
+        rel = np.full(n, np.nan)
+        h0, h1 = half0[kind], half1[kind]
+        both = [k for k, (a, b) in enumerate(zip(h0, h1, strict=True))
+                if a is not None and b is not None]  # fmt: skip
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for k in both:
+            shapes.setdefault(h0[k].shape, []).append(k)  # type: ignore[union-attr]
+        for ks in shapes.values():  # one vectorised step per output size
+            a = np.stack([h0[k].ravel() for k in ks]).astype(np.float64)  # type: ignore[union-attr]
+            b = np.stack([h1[k].ravel() for k in ks]).astype(np.float64)  # type: ignore[union-attr]
+            a -= a.mean(axis=1, keepdims=True)
+            b -= b.mean(axis=1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+                rel[ks] = np.where(np.isfinite(r) & (r > -1), 2 * r / (1 + r), np.nan)
+        out[kind] = rel
+    return out
+
+
 __all__ = [
+    "annotator_halves",
     "coincidences",
     "krippendorff_alpha",
     "merge_pair_counts",
     "pair_counts",
     "reliability",
+    "split_half_reliability",
     "split_half_summary",
 ]

@@ -221,6 +221,10 @@ class AggregationResult:
     norm_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: per heatmap kind, each image's split-half reliability (``reliability=True``), else {}
     heatmap_reliability: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per region heatmap kind (where the run has region responses), each image's Kish
+    #: effective number of region responses: a pixel's standard error is
+    #: ``sqrt(p (1 - p) / n_eff)`` (``rfengine.aggregation.regions``)
+    region_n_eff: dict[str, np.ndarray] = field(default_factory=dict)
     #: the estimated annotator trust (``weights="estimate"``), else None
     trust: TrustEstimate | None = None
 

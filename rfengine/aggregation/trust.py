@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from rfengine.ingest import Images, Responses
 from rfengine.kernels import SIGMA_FRACTION, concat_ranges
-from rfengine.schema import POINT_TASKS, TASKS, Task
+from rfengine.schema import POINT_TASKS, REGION_TASKS, Task
 
 #: rounds and tolerance of the fixed point, weight floor, prior strength (responses)
 MAX_ROUNDS = 50
@@ -51,7 +51,10 @@ PAIR_CHUNK = 1 << 22
 _LEVELS = np.arange(1.0, 6.0)
 _SIM = 1 - np.abs(_LEVELS[:, None] - _LEVELS[None, :]) / 4  # (5, 5): s(x_r, x_b)
 _CHANCE = _SIM.mean(axis=0)  # (5,): c(x_b)
-_NT = len(TASKS)
+#: the tasks that give evidence of trust; region responses are weighed by their annotators'
+#: estimated trust but are not (yet) compared with each other
+TRUST_TASKS = tuple(t.label for t in Task if not t.is_regions)
+_NT = len(TRUST_TASKS)
 
 
 @dataclass
@@ -89,6 +92,8 @@ def evidence(images: Images, r: Responses, first_image: int = 0) -> Evidence:
     """The evidence of ``r`` (responses of ``images``, sorted by image and task as
     ``ResponseReader.finish`` leaves them). ``first_image``: the row of ``images[0]`` in the
     whole table (a partition's start), so that groups stay distinct across partitions."""
+    if np.isin(r.task, REGION_TASKS).any():
+        r = r.take(~np.isin(r.task, REGION_TASKS))
     n = len(r)
     task = r.task.astype(np.int64)
     n_sel = (r.selected_offsets[1:] - r.selected_offsets[:-1]).astype(np.int64)
@@ -245,11 +250,11 @@ class TrustEstimate:
     def table(self) -> pa.Table:
         """``annotators.parquet``'s rows, one per annotator."""
         cols: dict[str, pa.Array] = {"annotator_id": pa.array(self.annotator_ids, pa.string())}
-        for k, t in enumerate(TASKS):
+        for k, t in enumerate(TRUST_TASKS):
             cols[f"responses_{t}"] = pa.array(self.responses[:, k], pa.int64())
         cols["weight_given"] = pa.array(self.given, pa.float64())
         cols["weight_estimated"] = pa.array(self.weight, pa.float64())
-        for k, t in enumerate(TASKS):
+        for k, t in enumerate(TRUST_TASKS):
             a = self.agreement[:, k]
             cols[f"agreement_{t}"] = pa.array(a, pa.float64(), mask=np.isnan(a))
         return pa.table(cols)
@@ -262,9 +267,10 @@ class TrustEstimate:
             annotator_ids=np.asarray(table["annotator_id"].to_pylist(), dtype=object),
             given=col["weight_given"],
             weight=col["weight_estimated"],
-            responses=np.stack([col[f"responses_{t}"] for t in TASKS], axis=1),
+            responses=np.stack([col[f"responses_{t}"] for t in TRUST_TASKS], axis=1),
             agreement=np.stack(
-                [table[f"agreement_{t}"].to_numpy(zero_copy_only=False) for t in TASKS], axis=1
+                [table[f"agreement_{t}"].to_numpy(zero_copy_only=False) for t in TRUST_TASKS],
+                axis=1,
             ).astype(np.float64),
             rounds=rounds,
             converged=converged,

@@ -117,6 +117,13 @@ def add_aggregate(sub: argparse._SubParsersAction) -> None:
         help="'no' leaves the heatmap columns out of the dataset (train from the targets)",
     )
     p.add_argument(
+        "--region-sigma",
+        type=float,
+        default=0.0,
+        help="soften region heatmaps' edges by a Gaussian of this fraction of the smaller "
+        "side (default 0: none, each value the trusted share of annotators who marked it)",
+    )
+    p.add_argument(
         "--allow-outside-paths",
         action="store_true",
         help="let the images table name files outside its own folder (refused by default)",
@@ -168,6 +175,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
             memory_budget=args.memory_budget,
             outputs=args.outputs,
             dataset_heatmaps=args.dataset_heatmaps == "yes",
+            region_sigma=args.region_sigma,
         )
         engine = Engine.create(args.engine, args.ray_address, args.gpus_per_task)
     except ValueError as exc:

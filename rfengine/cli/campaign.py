@@ -120,6 +120,12 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
         "(cloud storage, a web server)",
     )
     launch.add_argument(
+        "--regions",
+        choices=["brush", "polygon"],
+        help="labelstudio: stage two also asks annotators to draw the flawed areas, with a "
+        "brush or as polygons (controls coherence_regions, alignment_regions)",
+    )
+    launch.add_argument(
         "--dry-run", action="store_true", help="print the jobs as JSON; no credentials, no network"
     )
     add_images_columns(launch)
@@ -173,8 +179,12 @@ def cmd_campaign_launch(args: argparse.Namespace) -> int:
     frontend = args.frontend
     if args.resume is not None:
         frontend = _frontend(args.resume)[0].state.get("frontend", "rapidata")
-    elif frontend == "rapidata" and (args.local_files_root or args.image_url_prefix):
-        raise UsageError("--local-files-root and --image-url-prefix are for --frontend labelstudio")
+    elif frontend == "rapidata" and (
+        args.local_files_root or args.image_url_prefix or args.regions
+    ):
+        raise UsageError(
+            "--local-files-root, --image-url-prefix and --regions are for --frontend labelstudio"
+        )
     if frontend == "labelstudio":
         from rfengine.frontends import labelstudio as ls
 
@@ -186,6 +196,7 @@ def cmd_campaign_launch(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             resume=args.resume is not None,
             columns=image_columns(args),
+            regions=args.regions,
         )
         print_json(plans)
         if not args.dry_run:

@@ -190,7 +190,7 @@ def cmd_annotators(args: argparse.Namespace) -> int:
     for k, r in enumerate(picked):
         if len(rows) > 2 * args.n and k == args.n:
             print(f"{'...':24s}")
-        n = sum(r[f"responses_{t}"] for t in TASKS)
+        n = sum(r[f"responses_{t}"] for t in TASKS if f"responses_{t}" in r)
         cells = " ".join(
             f"{'-':>12s}" if r[f"agreement_{t}"] is None else f"{r[f'agreement_{t}']:12.3f}"
             for t in agree

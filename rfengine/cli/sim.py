@@ -22,6 +22,11 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--per-image", type=positive, default=12, help="annotators per image and task (default 12)"
     )
+    p.add_argument(
+        "--regions",
+        action="store_true",
+        help="annotators also draw regions around the defects (polygons and brush masks)",
+    )
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_FOLDER.format("simulate"))
     p.set_defaults(func=cmd_simulate)
 
@@ -29,7 +34,14 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from rfengine.sim.simulate import simulate
 
-    out = simulate(args.out, args.images, args.seed, args.per_image, overwrite=args.overwrite)
+    out = simulate(
+        args.out,
+        args.images,
+        args.seed,
+        args.per_image,
+        regions=args.regions,
+        overwrite=args.overwrite,
+    )
     print(f"rfengine: simulated {args.images} images -> {out}", file=sys.stderr)
     return 0
 
@@ -75,7 +87,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ("alignment_peak_distance", "alignment heatmap peak to defect (x side)"),
         ("alignment_spearman", "alignment score rank correlation"),
         ("top_word_accuracy", "top word is the planted wrong word"),
+        ("coherence_mask_cc", "coherence point heatmap ~ object mask"),
+        ("coherence_region_mask_cc", "coherence region heatmap ~ object mask"),
+        ("alignment_mask_cc", "alignment point heatmap ~ object mask"),
+        ("alignment_region_mask_cc", "alignment region heatmap ~ object mask"),
     ):
+        if key not in t:
+            continue
         print(f"  {label:44s} {t[key]:.3f} | {e[key]:.3f} | {u[key]:.3f}")
     print(f"panels: {(Path(args.out) / 'render').resolve()}")
     print(f"report: {report.resolve()}")

@@ -14,6 +14,15 @@ import pyarrow as pa
 
 OnError = Literal["fail", "skip"]
 
+#: one drawn region: a polygon (``[[x, y], ...]`` image fractions, closed implicitly) or a
+#: mask at the image's size (``counts``: row-major run lengths, unmarked first)
+REGION = pa.struct(
+    [
+        ("polygon", pa.list_(pa.list_(pa.float64()))),
+        ("mask", pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.list_(pa.int64()))])),
+    ]
+)
+
 SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
@@ -23,6 +32,7 @@ SCHEMA = pa.schema(
         ("rating", pa.float64()),
         ("points", pa.list_(pa.list_(pa.float64()))),
         ("selected", pa.list_(pa.int64())),
+        ("regions", pa.list_(REGION)),
     ]
 )
 
@@ -35,7 +45,7 @@ KEPT = pa.schema(
         ("image", pa.int32()),
         SCHEMA.field("annotator_id"),
         ("task", pa.int8()),
-        *(SCHEMA.field(name) for name in ("weight", "rating", "points", "selected")),
+        *(SCHEMA.field(name) for name in ("weight", "rating", "points", "selected", "regions")),
         ("_file", pa.int32()),
         ("_loc", pa.int64()),
     ]
@@ -49,7 +59,11 @@ class Responses:
     relies on the grouping by image).
 
     ``points[point_offsets[k]:point_offsets[k+1]]`` are response k's ``(x, y)`` fractions,
-    and ``selected[selected_offsets[k]:selected_offsets[k+1]]`` its word indices.
+    and ``selected[selected_offsets[k]:selected_offsets[k+1]]`` its word indices. Its
+    regions are ``region_offsets[k]:region_offsets[k+1]``; region q is a polygon
+    ``vertices[vertex_offsets[q]:vertex_offsets[q+1]]`` or a mask at its image's size whose
+    row-major run lengths (unmarked first) are ``runs[run_offsets[q]:run_offsets[q+1]]``
+    (one of the two ranges is empty).
     """
 
     image: np.ndarray  # int64 row in the images table
@@ -62,6 +76,15 @@ class Responses:
     points: np.ndarray  # (P, 2) float64
     selected_offsets: np.ndarray
     selected: np.ndarray  # (S,) int64
+    region_offsets: np.ndarray | None = None  # (n + 1,) int64; None: no regions at all
+    vertex_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    vertices: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (V, 2) float64
+    run_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    runs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (U,) int64
+
+    def __post_init__(self) -> None:
+        if self.region_offsets is None:
+            self.region_offsets = np.zeros(len(self) + 1, dtype=np.int64)
 
     def __len__(self) -> int:
         return int(self.image.shape[0])
@@ -72,6 +95,10 @@ class Responses:
         n_sel = np.diff(self.selected_offsets)[keep]
         pt_rows = np.repeat(keep, np.diff(self.point_offsets))
         sel_rows = np.repeat(keep, np.diff(self.selected_offsets))
+        assert self.region_offsets is not None
+        reg_rows = np.repeat(keep, np.diff(self.region_offsets))
+        n_vert = np.diff(self.vertex_offsets)[reg_rows]
+        n_runs = np.diff(self.run_offsets)[reg_rows]
         return Responses(
             image=self.image[keep],
             task=self.task[keep],
@@ -83,7 +110,17 @@ class Responses:
             points=self.points[pt_rows],
             selected_offsets=np.concatenate([[0], np.cumsum(n_sel)]).astype(np.int64),
             selected=self.selected[sel_rows],
+            region_offsets=offsets_of(np.diff(self.region_offsets)[keep]),
+            vertex_offsets=offsets_of(n_vert),
+            vertices=self.vertices[np.repeat(reg_rows, np.diff(self.vertex_offsets))],
+            run_offsets=offsets_of(n_runs),
+            runs=self.runs[np.repeat(reg_rows, np.diff(self.run_offsets))],
         )
+
+
+def offsets_of(lengths: np.ndarray) -> np.ndarray:
+    """``(n + 1,)`` int64 offsets of consecutive ranges of ``lengths``."""
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from rfengine.ingest.formats import (
     json_error,
     parquet_where,
 )
+from rfengine.ingest.regions import region_type_error
 
 #: integers in ``selected`` must fit int64 (an index beyond is out of range anyway)
 _INT64 = 2**63
@@ -123,6 +124,22 @@ def _coerce(rec: Any, from_text: bool) -> tuple[dict[str, Any] | None, str, str]
         elif any(not -_INT64 <= k < _INT64 for k in v):
             return None, f, f"word index out of range in {shorten(v)}"
         out[f] = v
+    v = rec.get("regions")
+    if from_text and isinstance(v, str):
+        try:
+            v = json.loads(v) if v.strip() else None
+        except (ValueError, RecursionError) as exc:
+            return None, "regions", f"malformed JSON cell: {json_error(exc)}"
+    why = region_type_error(v)
+    if why:
+        return None, "regions", why
+    out["regions"] = v and [
+        {
+            "polygon": r.get("polygon") and [[as_float(c) for c in p] for p in r["polygon"]],
+            "mask": r.get("mask") and {k: r["mask"].get(k) for k in ("size", "counts")},
+        }
+        for r in v
+    ]
     return out, "", ""
 
 
@@ -347,6 +364,11 @@ def _castable(src: pa.DataType, dst: pa.DataType) -> bool:
         )
     if pa.types.is_floating(dst):
         return pa.types.is_integer(src) or pa.types.is_floating(src)
+    if pa.types.is_struct(dst):
+        return pa.types.is_struct(src) and all(
+            src.get_field_index(f.name) < 0 or _castable(src.field(f.name).type, f.type)
+            for f in dst
+        )
     if pa.types.is_list(dst) or pa.types.is_large_list(dst):
         return (pa.types.is_list(src) or pa.types.is_large_list(src)) and _castable(
             src.value_type, dst.value_type

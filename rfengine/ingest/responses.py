@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfengine.errors import InputError, Rejection
-from rfengine.ingest.columns import KEPT, OnError, ReadStats, Responses, filled
+from rfengine.ingest.columns import KEPT, OnError, ReadStats, Responses, filled, offsets_of
 from rfengine.ingest.images import Images
 from rfengine.ingest.parse import CHUNK_BYTES, CHUNK_ROWS, _line_where, parse_file
 from rfengine.ingest.validate import validate_chunk
-from rfengine.schema import TASKS
+from rfengine.schema import REGION_TASKS, TASKS
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,10 @@ class ResponseReader:
                     self.stats.files[fi]["rejected"] += len(early) + len(bad)
                     sink(early + bad)
                 t = parsed.table.filter(pa.array(keep))
+                n_regions = int(np.isin(task[keep], REGION_TASKS).sum())
+                if n_regions:  # the run then has region heatmaps (``Run.has_regions``)
+                    stats = self.stats.files[fi]
+                    stats["regions"] = stats.get("regions", 0) + n_regions
                 yield pa.Table.from_arrays(
                     [
                         pa.array(img[keep], pa.int32()),
@@ -95,6 +99,7 @@ class ResponseReader:
                         t["rating"],
                         t["points"],
                         t["selected"],
+                        t["regions"],
                         pa.array(np.full(t.num_rows, fi), pa.int32()),
                         pa.array(parsed.locs[keep], pa.int64()),
                     ],
@@ -170,6 +175,7 @@ class ResponseReader:
             selected=filled(sel.flatten(), 0).astype(np.int64)
             if len(sel)
             else np.zeros(0, np.int64),
+            **region_arrays(kept["regions"].combine_chunks()),
         )
         return Finished(responses, rejections, used)
 
@@ -177,6 +183,26 @@ class ResponseReader:
         """``(files,)`` number of ``rejections`` per input file."""
         files = np.array([r.order[0] for r in rejections], dtype=np.int64)
         return np.bincount(files, minlength=len(self.paths))
+
+
+def region_arrays(regs: pa.ListArray) -> dict[str, np.ndarray]:
+    """``Responses``' region fields from validated ``regions`` lists (one per response)."""
+    n_reg = filled(pc.list_value_length(regs), 0)
+    flat = pc.list_flatten(regs)
+    poly = pc.struct_field(flat, "polygon")
+    counts = pc.struct_field(pc.struct_field(flat, "mask"), "counts")
+    n_vert = filled(pc.list_value_length(poly), 0)
+    n_runs = filled(pc.list_value_length(counts), 0)
+    coords = filled(pc.list_flatten(pc.list_flatten(poly)), np.nan) if len(flat) else np.zeros(0)
+    return {
+        "region_offsets": offsets_of(n_reg),
+        "vertex_offsets": offsets_of(n_vert),
+        "vertices": coords.reshape(-1, 2).astype(np.float64),
+        "run_offsets": offsets_of(n_runs),
+        "runs": filled(pc.list_flatten(counts), 0).astype(np.int64)
+        if len(flat)
+        else np.zeros(0, np.int64),
+    }
 
 
 def read_responses(

@@ -17,7 +17,7 @@ from pathlib import Path
 from rfengine.errors import InputError
 from rfengine.render.overlay import colormap, overlay, panel, prompt_image, word_colours
 from rfengine.render.report import write_report
-from rfengine.schema import HEATMAP_KINDS
+from rfengine.schema import HEATMAP_KINDS, REGION_KINDS
 from rfengine.store.load import as_heatmap, as_word_scores, load_dataset, read_row
 from rfengine.store.owned import is_own_folder, write_atomic, write_mark
 
@@ -58,7 +58,8 @@ def render_output(
     *,
     overwrite: bool = False,
 ) -> list[Path]:
-    """One PNG panel per image (image, coherence and alignment overlays, coloured prompt).
+    """One PNG panel per image (image, coherence and alignment overlays, region overlays
+    where the output has them, coloured prompt).
 
     Needs the dataset's image column (an images table with paths). Files are named by
     ``panel_name``; an existing one is never replaced unless ``overwrite``. ``dest`` is
@@ -90,7 +91,11 @@ def render_output(
     files = []
     for k in rows:
         row = read_row(ds, k, out)
-        heat = {kind: as_heatmap(row[f"{kind}_heatmap"]) for kind in HEATMAP_KINDS}
+        heat = {
+            kind: as_heatmap(row[f"{kind}_heatmap"])
+            for kind in HEATMAP_KINDS + REGION_KINDS
+            if f"{kind}_heatmap" in row
+        }
         words = str(row["prompt"]).split()
         scores = as_word_scores(row["word_scores"])
         img = panel(row["image"], words, scores, heat, title=str(row["image_id"]))

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from rfengine.render.overlay import overlay, word_colours
-from rfengine.schema import CRITERIA, HEATMAP_KINDS
+from rfengine.schema import CRITERIA, HEATMAP_KINDS, REGION_KINDS
 from rfengine.store.load import (
     as_heatmap,
     as_word_scores,
@@ -101,7 +101,7 @@ def _fmt(v: Any) -> str:
 def _card(row: dict[str, Any]) -> str:
     imgs = []
     image = row.get("image")
-    for kind in HEATMAP_KINDS:
+    for kind in (k for k in HEATMAP_KINDS + REGION_KINDS if f"{k}_heatmap" in row):
         heat = as_heatmap(row[f"{kind}_heatmap"])
         if image is not None and heat is not None:
             imgs.append((kind, _thumb(overlay(image, heat))))
@@ -136,7 +136,13 @@ def _recovery_table(figures: dict[str, dict[str, float]]) -> str:
         ("alignment_spearman", "alignment score rank correlation with truth", 1),
         ("top_word_accuracy", "top-scoring word = planted wrong word", 1),
     ]
+    for c in ("coherence", "alignment"):  # where the truth and the output have regions
+        rows += [
+            (f"{c}_mask_cc", f"{c} point heatmap ~ planted object mask (Pearson)", 1),
+            (f"{c}_region_mask_cc", f"{c} region heatmap ~ planted object mask (Pearson)", 1),
+        ]
     names = list(figures)
+    rows = [r for r in rows if all(r[0] in figures[n] for n in names)]
     head = "<tr><th>figure</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
     body = []
     for key, label, sign in rows:

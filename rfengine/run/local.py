@@ -154,6 +154,7 @@ def compute_part(
         run.options,
         norm_bounds=norm_bounds,
         trust=trust,
+        regions=run.has_regions,
     )
 
 

@@ -176,11 +176,12 @@ class ReaderSpec:
 @dataclass(frozen=True)
 class PartTask:
     """One partition's aggregate task: where it writes, the run's norm bounds, whether it
-    runs on a GPU, and its images ``lo:hi``."""
+    runs on a GPU, whether the run has region responses, and its images ``lo:hi``."""
 
     files: WorkFiles
     bounds: dict | None
     on_gpu: bool
+    regions: bool
     p: int
     lo: int
     hi: int
@@ -226,6 +227,7 @@ def aggregate_task(
         opts,
         norm_bounds=task.bounds,
         trust=trust,
+        regions=task.regions,
     )
     return write_partition(task.files, task.p, result, rejected, opts)
 
@@ -299,7 +301,9 @@ def _drive(ray: Any, run: Run, engine: Engine, pending: list) -> TrustEstimate |
     todo = {}
     for p in range(n_parts):
         if p not in state.parts:
-            part = PartTask(files, bounds, engine.gpus_per_task > 0, p, *plan.span(p))
+            part = PartTask(
+                files, bounds, engine.gpus_per_task > 0, run.has_regions, p, *plan.span(p)
+            )
             todo[task.remote(spec, opts, trust_ref, part, *pieces[p])] = p
     pending += list(todo)
     span = plan.span

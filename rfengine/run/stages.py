@@ -79,13 +79,15 @@ def aggregate_partition(
     progress: bool = False,
     norm_bounds: dict[str, tuple[float, float]] | None = None,
     trust: TrustEstimate | None = None,
+    regions: bool | None = None,
 ) -> tuple[AggregationResult, list[Rejection]]:
     """The aggregate stage on images ``lo:hi``: ``rows`` (validated, schema ``KEPT``) hold
     all their responses. Returns the partition's result, whose ``stats`` count the rows
     it used and the repeats it rejected, and those rejections. ``norm_bounds``: the whole
     run's score ranges, for the ``rapidata-2025`` preset's min-max norms (None: this
     partition is the whole run). ``trust``: the run's estimate (``weights="estimate"``;
-    None: estimate it from this partition)."""
+    None: estimate it from this partition). ``regions``: whether the run has region
+    responses (None: whether these rows have)."""
     resp, done = partition_responses(reader, rows, lo)
     if options.weights == "estimate":
         if trust is None:
@@ -98,7 +100,14 @@ def aggregate_partition(
     if options.preset == "rapidata-2025" and norm_bounds is None:
         norm_bounds = score_ranges(sub, resp, options)
     result = compute(
-        sub, resp, options, stats, row_offset=lo, norm_bounds=norm_bounds, progress=progress
+        sub,
+        resp,
+        options,
+        stats,
+        row_offset=lo,
+        norm_bounds=norm_bounds,
+        progress=progress,
+        regions=regions,
     )
     return replace(result, trust=trust), done.rejected
 

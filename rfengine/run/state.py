@@ -117,5 +117,11 @@ class Run:
         """Record the progress (after a stage, or a partition)."""
         self.state.save(self.work)
 
+    @property
+    def has_regions(self) -> bool:
+        """Whether the read stage kept any region response (then every partition writes
+        the region heatmap kinds, nulls where an image has none)."""
+        return any(f.get("regions", 0) for f in self.state.read_stats or [])
+
 
 __all__ = ["FORMAT", "PartRecord", "Run", "RunState", "Say"]

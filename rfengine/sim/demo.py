@@ -46,7 +46,7 @@ def run_demo(
             print(f"rfengine demo: {msg}", file=sys.stderr)
 
     t0 = time.perf_counter()
-    campaign = simulate(out / "campaign", n_images, seed)
+    campaign = simulate(out / "campaign", n_images, seed, regions=True)
     say(f"simulated {n_images} images and their responses -> {campaign}")
     no_trust = campaign / "responses-no-trust.jsonl"
     with (campaign / "responses.jsonl").open() as src, no_trust.open("w") as dst:

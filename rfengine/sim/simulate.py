@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from rfengine.schema import CRITERIA, TASKS
+from rfengine.ingest.regions import mask_counts
+from rfengine.schema import CRITERIA, REGION_TASKS, TASKS, Task
 from rfengine.store.owned import new_folder
 
 COLOURS = {
@@ -153,7 +154,9 @@ def make_scene(k: int, rng: np.random.Generator) -> tuple[Image.Image, str, dict
             c = centres[pos]
             pos += 1
             _draw_shape(draw, group["shape"], c, r, COLOURS[draw_colours[g]])
-            objects.append({"group": g, "centre": c, "extra": j >= group["count"]})
+            objects.append(
+                {"group": g, "centre": c, "extra": j >= group["count"], "shape": group["shape"]}
+            )
     mis = truth["misalignment"]
     if mis is not None:
         if mis["kind"] == "wrong_colour":
@@ -163,10 +166,18 @@ def make_scene(k: int, rng: np.random.Generator) -> tuple[Image.Image, str, dict
         else:
             where = []  # a missing object has no place to point at
         mis["points"] = [[x / w, y / h] for x, y in where]
+        mis["regions"] = [
+            _outline(o["shape"], o["centre"], r, w, h)
+            for o in objects
+            if (o["group"] == mis["group"] if mis["kind"] == "wrong_colour" else o["extra"])
+        ]
     if objects and rng.random() < 0.5:
         o = objects[int(rng.integers(len(objects)))]
         _break(img, o["centre"], r, rng)
-        truth["incoherence"] = {"points": [[o["centre"][0] / w, o["centre"][1] / h]]}
+        truth["incoherence"] = {
+            "points": [[o["centre"][0] / w, o["centre"][1] / h]],
+            "regions": [_outline(o["shape"], o["centre"], r, w, h)],
+        }
     # graded truths: clean images rate high, defects by severity (a missing object is worst)
     severity = {"wrong_colour": 2.5, "extra_object": 3.0, "missing_object": 1.8}
     truth["alignment"] = round(
@@ -183,6 +194,73 @@ def make_scene(k: int, rng: np.random.Generator) -> tuple[Image.Image, str, dict
     )
     truth["style"] = round(float(np.clip(rng.normal(3.5, 0.7), 1, 5)), 3)
     return img, " ".join(tokens), truth
+
+
+def _outline(shape: str, c: tuple[float, float], r: float, w: int, h: int) -> list[list[float]]:
+    """A drawn object's outline as a polygon in image fractions (a circle as a 32-gon)."""
+    x, y = c
+    if shape == "circle":
+        ang = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        pts = [(x + r * np.cos(a), y + r * np.sin(a)) for a in ang]
+    elif shape == "square":
+        s = 0.85 * r
+        pts = [(x - s, y - s), (x + s, y - s), (x + s, y + s), (x - s, y + s)]
+    else:
+        pts = [(x, y - r), (x + r, y + 0.8 * r), (x - r, y + 0.8 * r)]
+    return [[round(float(px / w), 5), round(float(py / h), 5)] for px, py in pts]
+
+
+def _trace(
+    outline: np.ndarray, rng: np.random.Generator, grow: float, jitter: float, shift: float
+) -> list[list[float]]:
+    """A hand-drawn copy of a convex outline: 10-30 points spaced along its perimeter,
+    each moved radially from the centroid by ``grow`` times 1 + N(0, jitter), the whole
+    shifted by N(0, shift); points stay in angular order around the centroid (so the
+    polygon stays simple) and inside the image."""
+    m = int(rng.integers(10, 31))
+    c = outline.mean(axis=0)
+    closed = np.vstack([outline, outline[:1]])
+    seg = np.hypot(*np.diff(closed, axis=0).T)
+    at = (rng.uniform() + np.arange(m)) / m * seg.sum()
+    k = np.minimum(np.searchsorted(np.cumsum(seg), at, side="right"), len(seg) - 1)
+    frac = (at - (np.cumsum(seg) - seg)[k]) / np.maximum(seg[k], 1e-12)
+    pts = closed[k] + (closed[k + 1] - closed[k]) * frac[:, None]
+    scale = grow * np.clip(1 + rng.normal(0, jitter, m), 0.3, None)
+    pts = np.clip(c + rng.normal(0, shift, 2) + (pts - c) * scale[:, None], 0.001, 0.999)
+    out = [[round(float(p[0]), 5), round(float(p[1]), 5)] for p in pts]
+    return [p for k, p in enumerate(out) if p != out[k - 1]]
+
+
+def _blob(rng: np.random.Generator) -> list[list[float]]:
+    """A scribble anywhere: a random convex-ish blob (a spammer's region)."""
+    ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    r = float(rng.uniform(0.05, 0.2))
+    circle = rng.uniform(0.2, 0.8, 2) + r * np.stack([np.cos(ang), np.sin(ang)], 1)
+    return _trace(circle, rng, 1.0, 0.15, 0.0)
+
+
+def _regions(
+    targets: list[list[list[float]]], kind: str, size: tuple[int, int], rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Regions drawn around the targets: careful annotators outline them (reliable ones
+    closely, noisy ones too large), a third of them with a brush (a mask at the image's
+    size); spammers scribble anywhere; some annotators mark nothing."""
+    careful = {"reliable": 0.9, "noisy": 0.6, "spammer": 0.0}[kind]
+    shapes: list[list[list[float]]] = []
+    if targets and rng.random() < careful:
+        reliable = kind == "reliable"
+        grow = 1.0 if reliable else float(rng.uniform(1.1, 1.6))  # some mark too much
+        for t in targets:
+            shapes.append(_trace(np.array(t), rng, grow, 0.05 if reliable else 0.12, 0.005))
+    elif kind == "spammer" and rng.random() < 0.6:
+        shapes.append(_blob(rng))
+    if not shapes or kind == "spammer" or rng.random() >= 1 / 3:
+        return [{"polygon": s} for s in shapes]
+    w, h = size  # a brush: the outline painted into a mask at the image's size
+    img = Image.new("1", (w, h), 0)
+    for s in shapes:
+        ImageDraw.Draw(img).polygon([(x * w - 0.5, y * h - 0.5) for x, y in s], fill=1)
+    return [{"mask": {"size": [h, w], "counts": mask_counts(np.asarray(img))}}]
 
 
 def _rating(truth: float, kind: str, rng: np.random.Generator) -> int:
@@ -224,21 +302,25 @@ def simulate(
     seed: int = 0,
     per_image: int = 12,
     *,
+    regions: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Write a simulated campaign to ``out``: images/, images.jsonl, responses.jsonl,
-    truth.jsonl and annotators.jsonl. Same seed, same bytes.
+    truth.jsonl and annotators.jsonl. Same seed, same bytes. ``regions``: annotators also
+    draw regions (the two regions tasks; the truth then holds the planted objects' outlines),
+    from their own random stream, so that the other responses stay as without.
 
     ``out`` must not exist (or be empty) unless ``overwrite``, and then only as an earlier
     ``simulate`` folder; it appears by one rename (``rfengine.store.owned``)."""
     with new_folder(out, "simulate", overwrite) as folder:
-        _simulate_into(folder, n_images, seed, per_image)
+        _simulate_into(folder, n_images, seed, per_image, regions)
     return Path(out)
 
 
-def _simulate_into(out: Path, n_images: int, seed: int, per_image: int) -> None:
+def _simulate_into(out: Path, n_images: int, seed: int, per_image: int, regions: bool) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    draw_rng = np.random.default_rng([seed, 1])  # the regions' own stream
     pool = make_annotators(max(60, per_image * 3), rng)
     images, responses, truths = [], [], []
     for k in range(n_images):
@@ -254,13 +336,17 @@ def _simulate_into(out: Path, n_images: int, seed: int, per_image: int) -> None:
                 "path": f"images/{image_id}.png",
             }
         )
-        truths.append({"image_id": image_id, **truth})
+        outlines = {
+            t.label: (truth[defect] or {}).pop("regions", [])
+            for t, defect in zip(REGION_TASKS, ("incoherence", "misalignment"), strict=True)
+        }
+        truths.append({"image_id": image_id, **truth, **({"regions": outlines} if regions else {})})
         n_tokens = len(prompt.split())
         targets = {
             "coherence_points": (truth["incoherence"] or {}).get("points", []),
             "alignment_points": (truth["misalignment"] or {}).get("points", []),
         }
-        for task in TASKS:
+        for task in (t for t in TASKS if not Task.from_name(t).is_regions):
             for a in rng.choice(len(pool), size=per_image, replace=False):
                 ann = pool[int(a)]
                 row: dict[str, Any] = {
@@ -276,6 +362,19 @@ def _simulate_into(out: Path, n_images: int, seed: int, per_image: int) -> None:
                 else:
                     row["points"] = _clicks(targets[task], ann.kind, rng)
                 responses.append(row)
+        for task in REGION_TASKS if regions else ():
+            for a in draw_rng.choice(len(pool), size=per_image, replace=False):
+                ann = pool[int(a)]
+                drawn = _regions(outlines[task.label], ann.kind, (img.width, img.height), draw_rng)
+                responses.append(
+                    {
+                        "image_id": image_id,
+                        "annotator_id": ann.id,
+                        "task": task.label,
+                        "weight": ann.weight,
+                        "regions": drawn,
+                    }
+                )
     order = rng.permutation(len(responses))  # exports arrive unsorted
     _write_jsonl(out / "images.jsonl", images)
     _write_jsonl(out / "responses.jsonl", [responses[i] for i in order])

@@ -12,7 +12,7 @@ from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 from datasets.utils.py_utils import asdict  # the serialisation save_to_disk uses
 
-from rfengine.schema import CRITERIA, HEATMAP_KINDS
+from rfengine.schema import CRITERIA, HEATMAP_KINDS, REGION_KINDS
 from rfengine.store.files import link_or_copy
 
 if TYPE_CHECKING:
@@ -56,10 +56,13 @@ def features(
     preset: str = "default",
     heatmaps: bool = True,
     reliability: bool = False,
+    regions: bool = False,
 ) -> Features:
     """The declared schema (never inferred): published columns first, then rfengine's
     (without the heatmap columns when ``heatmaps`` is False; with each kind's split-half
-    reliability when ``reliability``)."""
+    reliability when ``reliability``; with the region heatmaps and their effective sample
+    sizes when ``regions``)."""
+    kinds = sorted(HEATMAP_KINDS) + (sorted(REGION_KINDS) if regions else [])
     cols: dict = {}
     if with_image:
         cols["image"] = Image()
@@ -69,7 +72,7 @@ def features(
         cols[f"{c}_score"] = Value("float32")
     for c in CRITERIA:
         cols[f"{c}_score_norm"] = Value("float32")
-    for kind in sorted(HEATMAP_KINDS) if heatmaps else ():  # published: alignment, coherence
+    for kind in kinds if heatmaps else ():  # published: alignment, coherence
         cols[f"{kind}_heatmap"] = List(List(Value(heatmap_dtype)))
     cols["image_id"] = Value("string")
     cols["no_mistake_score"] = Value("float32")
@@ -82,7 +85,9 @@ def features(
             cols[f"{c}_{stat}"] = Value("float32")
     for stat in UNCERTAINTY:
         cols[f"no_mistake_{stat}"] = Value("float32")
-    for kind in sorted(HEATMAP_KINDS) if reliability else ():
+    for kind in sorted(REGION_KINDS) if regions else ():
+        cols[f"{kind}_n_eff"] = Value("float32")
+    for kind in kinds if reliability else ():
         cols[f"{kind}_heatmap_reliability"] = Value("float32")
     return Features({name: cols[name] for name in column_order(list(cols), preset)})
 
@@ -134,6 +139,19 @@ def word_scores_json(result: AggregationResult, rows: range) -> list[str | None]
     return out
 
 
+def result_features(result: AggregationResult, with_image: bool) -> Features:
+    """The declared schema of ``result``'s dataset (region columns where it has them)."""
+    opts = result.options
+    return features(
+        with_image,
+        opts.dtype_name,
+        opts.preset,
+        opts.dataset_heatmaps,
+        opts.reliability,
+        regions=bool(result.region_n_eff),
+    )
+
+
 def build_table(
     result: AggregationResult, lo: int = 0, hi: int | None = None
 ) -> tuple[pa.Table, Features]:
@@ -143,9 +161,7 @@ def build_table(
     rows = slice(lo, hi)
     with_image = any(p is not None for p in imgs.paths)
     opts = result.options
-    feats = features(
-        with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps, opts.reliability
-    )
+    feats = result_features(result, with_image)
     cols: dict[str, pa.Array] = {}
     if with_image:
         cols["image"] = pa.array(
@@ -164,7 +180,7 @@ def build_table(
         s = result.scores[c]
         norm = result.score_norm(c)[rows]
         cols[f"{c}_score_norm"] = _nullable(norm, np.isnan(norm), pa.float32())
-    for kind in sorted(HEATMAP_KINDS) if opts.dataset_heatmaps else ():
+    for kind in sorted(result.heatmaps) if opts.dataset_heatmaps else ():
         cols[f"{kind}_heatmap"] = heatmap_column(
             result.heatmaps[kind], np.arange(lo, hi), opts.arrow_type
         )
@@ -184,6 +200,8 @@ def build_table(
     low, high = words.no_mistake_ci()
     for stat, v in zip(UNCERTAINTY, (words.n_eff, words.no_mistake_se, low, high), strict=True):
         cols[f"no_mistake_{stat}"] = _nullable(v[rows], np.isnan(v[rows]), pa.float32())
+    for kind, n_eff in result.region_n_eff.items():
+        cols[f"{kind}_n_eff"] = _nullable(n_eff[rows], np.isnan(n_eff[rows]), pa.float32())
     for kind, rel in result.heatmap_reliability.items():
         cols[f"{kind}_heatmap_reliability"] = _nullable(
             rel[rows], np.isnan(rel[rows]), pa.float32()
@@ -201,7 +219,7 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
     n = len(result.images)
     item = result.options.itemsize
     sizes = [
-        sum(m.size for m in (result.heatmaps[k][i] for k in HEATMAP_KINDS) if m is not None)
+        sum(m.size for m in (maps[i] for maps in result.heatmaps.values()) if m is not None)
         for i in range(n)
     ]
     bounds, acc = [0], 0
@@ -212,11 +230,7 @@ def write_dataset_part(result: AggregationResult, path: Path, slice_bytes: int =
             acc = 0
     if bounds[-1] != n:
         bounds.append(n)
-    with_image = any(p is not None for p in result.images.paths)
-    opts = result.options
-    feats = features(
-        with_image, opts.dtype_name, opts.preset, opts.dataset_heatmaps, opts.reliability
-    )
+    feats = result_features(result, any(p is not None for p in result.images.paths))
     with ArrowWriter(features=feats, path=str(path)) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             writer.write_table(build_table(result, lo, hi)[0])

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from rfengine.errors import InputError
 from rfengine.options import AggregateOptions
-from rfengine.schema import HEATMAP_KINDS
+from rfengine.schema import HEATMAP_KINDS, REGION_KINDS
 from rfengine.store.targets import Shard, load_targets
 from rfengine.store.work import OUTPUT_FORMAT
 
@@ -100,7 +100,8 @@ def load_dataset(out: str | Path) -> datasets.Dataset:
     missing = [c for c in DATASET_COLUMNS if c not in ds.column_names]
     if missing:
         raise InputError(f"{out / 'dataset'}: column(s) {', '.join(missing)} missing")
-    cols = [f"{kind}_heatmap" for kind in HEATMAP_KINDS if f"{kind}_heatmap" in ds.column_names]
+    kinds = HEATMAP_KINDS + REGION_KINDS
+    cols = [f"{kind}_heatmap" for kind in kinds if f"{kind}_heatmap" in ds.column_names]
     return ds.with_format("numpy", columns=cols, output_all_columns=True)
 
 

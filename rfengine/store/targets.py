@@ -31,6 +31,11 @@ tensor                      shape, dtype    meaning
 ``alignment_click_offsets`` (N + 1,) int64
 ==========================  ==============  =============================================
 
+Where a run has region responses, each shard also holds ``coherence_region_heatmap`` and
+``alignment_region_heatmap`` (N, H, W) with their ``*_region_mask`` (N,) bool, and
+``*_region_n_eff`` (N,) float32: Kish's effective number of region responses (NaN: none),
+so that a pixel's standard error is ``sqrt(p (1 - p) / n_eff)``.
+
 Metadata (strings): ``format`` = ``rfengine-targets/1``, ``image_ids`` (JSON list),
 ``criteria`` (JSON list), ``height``, ``width``, ``preset``. ``load_targets`` reads a shard or
 the whole folder back.
@@ -48,7 +53,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from rfengine.errors import InputError
-from rfengine.schema import CRITERIA, HEATMAP_KINDS, size_key, split_size_key
+from rfengine.schema import CRITERIA, size_key, split_size_key
 from rfengine.store.files import link_or_copy
 
 if TYPE_CHECKING:
@@ -95,8 +100,7 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
     t: dict[str, torch.Tensor] = {
         "row": torch.from_numpy(rows.astype(np.int64) + result.row_offset)
     }
-    for kind in HEATMAP_KINDS:
-        maps = result.heatmaps[kind]
+    for kind, maps in result.heatmaps.items():
         # the rows' maps as they lie in the splat's block (no copy), else gathered, zeros
         # where an image has none
         stack = maps.block(rows)
@@ -108,6 +112,8 @@ def shard_tensors(result: AggregationResult, rows: np.ndarray, hw: tuple[int, in
                     stack[q] = m
         t[f"{kind}_heatmap"] = torch.from_numpy(stack)
         t[f"{kind}_mask"] = torch.from_numpy(maps.present(rows))
+    for kind, n_eff in result.region_n_eff.items():
+        t[f"{kind}_n_eff"] = _f32(n_eff[rows])
     score = np.stack([result.scores[c].score[rows] for c in CRITERIA], 1)
     norm = np.stack([result.score_norm(c)[rows] for c in CRITERIA], 1)
     mask = ~np.isnan(score)
@@ -244,7 +250,7 @@ def check_shard(fh: Any, path: Path) -> dict[str, Any]:
     names = set(fh.keys())  # noqa: SIM118 (safe_open API)
     shapes = {name: fh.get_slice(name).get_shape() for name in names}
     for name, shape in shapes.items():
-        if (name in PER_IMAGE or name.endswith(("_heatmap", "_mask"))) and (
+        if (name in PER_IMAGE or name.endswith(("_heatmap", "_mask", "_n_eff"))) and (
             not shape or shape[0] != n
         ):
             raise InputError(f"{path}: '{name}' has {tuple(shape)}, not one row per image ({n})")

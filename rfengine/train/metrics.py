@@ -92,6 +92,40 @@ def recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str
         hits += int(np.argmax(vals) == mis["word_index"])
     out["top_word_accuracy"] = hits / n if n else float("nan")
     out["top_word_images"] = n
+    return out | region_recovery(ds, truth)
+
+
+def region_recovery(ds: datasets.Dataset, truth: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Where the truth has the planted objects' outlines (``simulate --regions``) and the
+    output has region heatmaps: per criterion, the mean Pearson correlation over pixels of
+    the point heatmap (``{criterion}_mask_cc``) and of the region heatmap
+    (``{criterion}_region_mask_cc``) with the planted objects' mask (pixel centres inside an
+    outline), on the same images: those with an outline and both maps."""
+    from rfengine.kernels import fill_polygons
+
+    ids = list(ds["image_id"])
+    out: dict[str, float] = {}
+    for crit in HEATMAP_KINDS:
+        region = f"{crit}_region"
+        if f"{region}_heatmap" not in ds.column_names:
+            continue
+        ccs: dict[str, list[float]] = {crit: [], region: []}
+        points, regions = _column(ds, f"{crit}_heatmap"), _column(ds, f"{region}_heatmap")
+        for k, (p_cell, r_cell) in enumerate(zip(points, regions, strict=True)):
+            outlines = (truth[ids[k]].get("regions") or {}).get(f"{crit}_regions") or []
+            maps = {crit: as_heatmap(p_cell), region: as_heatmap(r_cell)}
+            if not outlines or any(m is None for m in maps.values()):
+                continue
+            h, w = maps[crit].shape  # type: ignore[union-attr]
+            v = torch.tensor([xy for poly in outlines for xy in poly], dtype=torch.float64)
+            off = torch.tensor(np.cumsum([0] + [len(p) for p in outlines]))
+            mask = fill_polygons(v, off, h, w).any(0).double()
+            for kind, m in maps.items():
+                t = torch.from_numpy(np.asarray(m, dtype=np.float64))
+                ccs[kind].append(float(map_cc(t[None], mask[None])[0]))
+        for kind, vals in ccs.items():
+            out[f"{kind}_mask_cc"] = float(np.mean(vals)) if vals else float("nan")
+        out[f"{crit}_mask_images"] = len(ccs[crit])
     return out
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from reference import ref_default_heatmap
 
 from rfengine import aggregate, aggregate_to_disk, save_output
-from rfengine.aggregation.compute import annotator_halves
+from rfengine.aggregation.reliability import annotator_halves
 from rfengine.aggregation.trust import FLOOR, concat, estimate_trust, evidence
 from rfengine.cli import main
 from rfengine.ingest import read_images

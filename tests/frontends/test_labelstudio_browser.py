@@ -1,7 +1,8 @@
 """A real annotator's screen: Label Studio's labeling page in headless Chromium (Debian's
-package, driven by Playwright). Three ratings, a word and two clicks are given through the
-page; ``fetch`` + ``aggregate`` then hold exactly those, and each heatmap's peak is within a
-pixel of the pixel clicked.
+package, driven by Playwright). Three ratings, a word, two clicks and a brush stroke are
+given through the page; ``fetch`` + ``aggregate`` then hold exactly those, each heatmap's
+peak is within a pixel of the pixel clicked, the region map covers the stroke, and the
+page's own brush RLE decodes as the SDK's decoder decodes it.
 
 ``RFENGINE_SCREENSHOTS=DIR`` also saves the labeling page's screenshots there (the README's
 ``docs/labelstudio-*.png`` come from this test).
@@ -34,6 +35,7 @@ PROMPT = "a green apple beside a red cup"
 RATINGS = {"style": 4, "coherence": 5, "alignment": 2}  # as clicked (coherence: severity)
 WORD = 2  # "apple"
 CLICKS = {"coherence_points": (12, 30), "alignment_points": (50, 7)}
+STROKE = ((40, 20), (58, 20))  # a brush stroke along this row of pixels
 
 
 def _shot(page, tmp_path: Path, name: str) -> None:
@@ -75,7 +77,8 @@ def test_an_annotator_labels_in_chromium(label_studio, tmp_path, monkeypatch, ca
     monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
     camp = tmp_path / "campaign.json"
-    assert main(ls_server.launch_args(server, folder / "images.jsonl", camp)) == 0
+    launch = ls_server.launch_args(server, folder / "images.jsonl", camp)
+    assert main([*launch, "--regions", "brush"]) == 0
     one = json.loads(camp.read_text())["projects"][0]["project_id"]
 
     with playwright.sync_playwright() as p:
@@ -129,6 +132,17 @@ def test_an_annotator_labels_in_chromium(label_studio, tmp_path, monkeypatch, ca
             x, y = CLICKS[name]
             page.mouse.click(box["x"] + (x + 0.5) * scale, box["y"] + (y + 0.5) * scale)
             page.wait_for_timeout(300)
+        # a brush stroke over the alignment error's area: LS's own RLE encoder writes it
+        page.keyboard.press("Escape")
+        page.locator(".lsf-label__text", has_text=re.compile(r"^Mismatch area$")).click()
+        (x0, y0), (x1, y1) = STROKE
+        page.mouse.move(box["x"] + (x0 + 0.5) * scale, box["y"] + (y0 + 0.5) * scale)
+        page.mouse.down()
+        for t in np.linspace(0, 1, 12):
+            px, py = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+            page.mouse.move(box["x"] + (px + 0.5) * scale, box["y"] + (py + 0.5) * scale)
+        page.mouse.up()
+        page.wait_for_timeout(500)
         _shot(page, tmp_path, "labelstudio-stage-two.png")
         _submit(page, server, task)
         browser.close()
@@ -146,3 +160,25 @@ def test_an_annotator_labels_in_chromium(label_studio, tmp_path, monkeypatch, ca
         assert heat.shape == (H, W)
         py, px = np.unravel_index(np.argmax(heat), heat.shape)
         assert abs(px - x) <= 1 and abs(py - y) <= 1, (name, (px, py), (x, y))
+    # the brush stroke: one annotator, so the region map is the mask itself (0 or 1); it
+    # covers the stroke's row between its ends, and nothing far from it
+    (x0, y0), (x1, _) = STROKE
+    region = res.heatmaps["alignment_region"][0]
+    assert set(np.unique(region)) <= {0.0, 1.0}
+    assert region[y0, x0 + 2 : x1 - 1].all()
+    assert not region[:, : x0 - 8].any() and not region[y0 + 12 :].any()
+    assert res.heatmaps["coherence_region"][0].max() == 0  # asked, nothing drawn: an answer
+    export = next((camp.parent / "campaign-results").glob("stage2-*.json"))
+    (rle,) = [
+        r["value"]["rle"]
+        for t in json.loads(export.read_text())
+        for a in t["annotations"]
+        for r in a["result"]
+        if r["type"] == "brushlabels"
+    ]
+    from rfengine.frontends.labelstudio.results import decode_rle
+
+    decode = (
+        "from label_studio_sdk.converter.brush import decode_rle\nout = decode_rle(data).tolist()"
+    )
+    np.testing.assert_array_equal(decode_rle(rle), ls_server.sdk_call(decode, rle))

@@ -89,7 +89,8 @@ def _owner_reference(text: str, s: int, e: int) -> set[int]:
     data=st.data(),
 )
 def test_a_span_selects_every_word_it_touches(words, gaps, data):
-    from rfengine.frontends.labelstudio.importer import _Bad, _words
+    from rfengine.frontends.labelstudio.results import Bad as _Bad
+    from rfengine.frontends.labelstudio.results import words as _words
 
     text = "".join(w + g for w, g in zip(words, gaps, strict=False)).strip()
     s = data.draw(st.integers(0, len(text) - 1))

@@ -11,24 +11,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
-from rfengine.kernels.raster import fill_polygons, region_coverage
+from reference import ref_polygon_mask, ref_resampled
+from rfengine.kernels.raster import (
+    Spans,
+    fill_polygons,
+    mask_spans,
+    polygon_spans,
+    region_coverage,
+    soften,
+)
 
-
-def ref_mask(poly: np.ndarray, H: int, W: int) -> np.ndarray:
-    """The rule, one centre and one edge at a time (float64)."""
-    out = np.zeros((H, W), bool)
-    n = len(poly)
-    for i in range(H):
-        py = (i + 0.5) / H
-        for j in range(W):
-            px = (j + 0.5) / W
-            inside = False
-            for a in range(n):
-                (x0, y0), (x1, y1) = poly[a], poly[(a + 1) % n]
-                if (y0 <= py) != (y1 <= py) and px < x0 + (py - y0) / (y1 - y0) * (x1 - x0):
-                    inside = not inside
-            out[i, j] = inside
-    return out
+from rfengine.ingest.regions import mask_counts
 
 
 def _pack(polys):
@@ -47,7 +40,7 @@ def test_fill_equals_the_reference(polys, H, W):
     polys = [np.array(p, dtype=np.float64) for p in polys]
     got = fill_polygons(*_pack(polys), H, W).numpy()
     for r, p in enumerate(polys):
-        np.testing.assert_array_equal(got[r], ref_mask(p, H, W))
+        np.testing.assert_array_equal(got[r], ref_polygon_mask(p, H, W))
 
 
 def _edge_distance(poly: np.ndarray, H: int, W: int) -> np.ndarray:
@@ -109,9 +102,7 @@ def test_coverage_is_the_weighted_share_of_annotators():
                 reg_ann.append(a)
     v, off = _pack(polys)
     got = region_coverage(
-        v,
-        off,
-        torch.tensor(reg_ann),
+        polygon_spans(v, off, torch.tensor(reg_ann, dtype=torch.int64), H, W),
         torch.tensor(ann_img),
         torch.tensor(ann_w, dtype=torch.float64),
         (N, H, W),
@@ -123,7 +114,7 @@ def test_coverage_is_the_weighted_share_of_annotators():
                 union = np.zeros((H, W), bool)
                 for p, ra in zip(polys, reg_ann, strict=True):
                     if ra == a:
-                        union |= ref_mask(p, H, W)
+                        union |= ref_polygon_mask(p, H, W)
                 acc, tot = acc + w * union, tot + w
         np.testing.assert_allclose(got[n], acc / tot, rtol=0, atol=1e-12)
     assert np.isnan(got[N - 1]).all()
@@ -135,12 +126,79 @@ def test_one_annotator_covers_the_union_of_their_polygons(polys, H, W):
     polys = [np.array(p, dtype=np.float64) for p in polys]
     v, off = _pack(polys)
     cover = region_coverage(
-        v,
-        off,
-        torch.zeros(len(polys), dtype=torch.int64),
+        polygon_spans(v, off, torch.zeros(len(polys), dtype=torch.int64), H, W),
         torch.tensor([0]),
         torch.tensor([0.7], dtype=torch.float64),
         (1, H, W),
     )[0].numpy()
     union = fill_polygons(v, off, H, W).numpy().any(0)
     np.testing.assert_allclose(cover, union.astype(float), atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    H=st.integers(1, 20),
+    W=st.integers(1, 20),
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(1, 3),
+)
+def test_masks_resample_at_pixel_centres(h, w, H, W, seed, k):
+    rng = np.random.default_rng(seed)
+    masks = [rng.random((h, w)) < rng.uniform(0.1, 0.9) for _ in range(k)]
+    runs = [mask_counts(m) for m in masks]
+    spans = mask_spans(
+        torch.tensor(np.concatenate(runs), dtype=torch.int64),
+        torch.tensor(np.cumsum([0] + [len(r) for r in runs]), dtype=torch.int64),
+        torch.tensor([[h, w]] * k, dtype=torch.int64),
+        torch.arange(k),
+        H,
+        W,
+    )
+    for q in range(k):
+        got = np.zeros((H, W), bool)
+        for a, row, lo, hi in zip(*(t.tolist() for t in spans), strict=True):
+            if a == q:
+                got[row, lo:hi] = True
+        np.testing.assert_array_equal(got, ref_resampled(masks[q], H, W))
+
+
+def test_masks_and_polygons_of_one_annotator_are_one_union():
+    H, W = 12, 16
+    mask = np.zeros((6, 8), bool)
+    mask[1:4, 2:7] = True
+    square = np.array([[0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.5, 1.0]])
+    v, off = _pack([square])
+    spans = Spans.cat(
+        [
+            polygon_spans(v, off, torch.tensor([0]), H, W),
+            mask_spans(
+                torch.tensor(mask_counts(mask)),
+                torch.tensor([0, len(mask_counts(mask))]),
+                torch.tensor([[6, 8]]),
+                torch.tensor([0]),
+                H,
+                W,
+            ),
+        ]
+    )
+    cover = region_coverage(
+        spans, torch.tensor([0, 0]), torch.tensor([1.0, 3.0], dtype=torch.float64), (1, H, W)
+    )[0].numpy()
+    union = ref_polygon_mask(square, H, W) | ref_resampled(mask, H, W)
+    np.testing.assert_allclose(cover, union * 0.25, atol=1e-15)  # annotator 1 drew nothing
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_soften_is_scipys_gaussian_with_replicated_edges(sigma):
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(7)
+    maps = rng.random((3, 17, 23))
+    got = soften(torch.from_numpy(maps), sigma).numpy()
+    for k in range(3):  # scipy's radius int(3 sigma + 0.5) equals ours, ceil(3 sigma), here
+        ref = gaussian_filter(maps[k], sigma, mode="nearest", truncate=3.0)
+        np.testing.assert_allclose(got[k], ref, atol=1e-12)
+    assert soften(torch.from_numpy(maps), 0) is not None
+    np.testing.assert_allclose(soften(torch.ones(1, 5, 6, dtype=torch.float64), 1.5), 1.0)

@@ -19,12 +19,16 @@ returns it. Per task:
   (chosen alone: with a word too, a rejection);
   ``keypointlabels`` ``x``/``y`` in percent of ``original_width``/``original_height`` ->
   fractions ``x / 100``, ``y / 100`` (a click at pixel ``i``'s centre, ``(i + 0.5) / W``,
-  stays at that centre after aggregation at native size); at most three points per task.
+  stays at that centre after aggregation at native size); at most three points per task;
+  ``brushlabels`` and ``polygonlabels`` of the regions controls (``coherence_regions``,
+  ``alignment_regions``) -> regions (``results.region``: a brush's RLE decoded into a
+  mask at the image's size, a polygon's percent points into fractions).
 
 A words response exists where the annotation has a span or the "no mistake" choice; a
 points response where it has points, or where the task is a launch's stage two (there, no
-points is an answer: "no flaw"). Weights are 1: Label Studio has no trust score
-(``aggregate --weights estimate`` weighs annotators from their agreement). A bad annotation
+points is an answer: "no flaw"; likewise regions where that stage asked for them). Weights
+are 1: Label Studio has no trust score (``aggregate --weights estimate`` weighs annotators
+from their agreement). A bad annotation
 (unknown control, rating out of range, more than three points, a task that does not match the
 images table) is rejected whole, with its position, under ``--on-error``.
 """
@@ -42,6 +46,7 @@ from typing import Any
 from rfengine.errors import InputError, Rejection, shorten
 from rfengine.frontends.config import normalise_prompt
 from rfengine.frontends.labelstudio.labeling import NO_MISTAKE_CONTROL
+from rfengine.frontends.labelstudio.results import Bad, point, rating, region, words
 from rfengine.frontends.writer import (
     CoherenceScale,
     check_responses_target,
@@ -50,7 +55,7 @@ from rfengine.frontends.writer import (
 )
 from rfengine.ingest.columns import OnError
 from rfengine.ingest.images import Images
-from rfengine.schema import CRITERIA, MAX_POINTS, POINT_TASKS, TASKS
+from rfengine.schema import CRITERIA, MAX_POINTS, MAX_REGIONS, POINT_TASKS, REGION_TASKS, TASKS
 from rfengine.store.owned import check_file, write_atomic
 
 #: the data keys (``$image``, ``$prompt``) and the words task's "no mistake" choice, which
@@ -58,9 +63,11 @@ from rfengine.store.owned import check_file, write_atomic
 EXTRA_NAMES = ("image", "prompt", NO_MISTAKE_CONTROL)
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 _POINTS = tuple(t.label for t in POINT_TASKS)
-#: result item type expected of each task's control
-_TYPES = {**dict.fromkeys(CRITERIA, "rating"), "words": "labels"}
-_TYPES.update(dict.fromkeys(_POINTS, "keypointlabels"), **{NO_MISTAKE_CONTROL: "choices"})
+_REGIONS = tuple(t.label for t in REGION_TASKS)
+#: result item types accepted of each task's control
+_TYPES = {**dict.fromkeys(CRITERIA, ("rating",)), "words": ("labels",)}
+_TYPES.update(dict.fromkeys(_POINTS, ("keypointlabels",)), **{NO_MISTAKE_CONTROL: ("choices",)})
+_TYPES.update(dict.fromkeys(_REGIONS, ("brushlabels", "polygonlabels")))
 
 
 @dataclass(frozen=True)
@@ -91,12 +98,6 @@ class Controls:
         return {self[t]: t for t in TASKS + (NO_MISTAKE_CONTROL,)}
 
 
-class _Bad(Exception):
-    def __init__(self, field_: str, why: str):
-        super().__init__(why)
-        self.field, self.why = field_, why
-
-
 def _image_name(url: Any) -> str | None:
     """The file name in an image URL: local files' ``?d=``, else the path's last part."""
     if not isinstance(url, str) or not url:
@@ -122,56 +123,17 @@ class _Table:
         image_id = data.get("image_id")
         if image_id is not None:
             if str(image_id) not in self.ids:
-                raise _Bad("data.image_id", f"{shorten(image_id)} is not in the images table")
+                raise Bad("data.image_id", f"{shorten(image_id)} is not in the images table")
             return self.ids[str(image_id)]
         key = controls["image"]
         name = _image_name(data.get(key))
         if name is None:
-            raise _Bad(f"data.{key}", "no image_id and no image URL to match by file name")
+            raise Bad(f"data.{key}", "no image_id and no image URL to match by file name")
         rows = self.names.get(name) or self.names.get(_UPLOAD_PREFIX.sub("", name), [])
         if len(rows) != 1:
             why = "matches no image" if not rows else f"matches {len(rows)} images"
-            raise _Bad(f"data.{key}", f"file name {name!r} {why} of the images table")
+            raise Bad(f"data.{key}", f"file name {name!r} {why} of the images table")
         return rows[0]
-
-
-def _rating(value: dict, task: str, scale: CoherenceScale) -> int:
-    n = value.get("rating")
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 5:
-        raise _Bad(f"{task}.rating", f"expected 1-5, got {shorten(n)}")
-    return 6 - n if task == "coherence" and scale == "severity" else n
-
-
-def _words(spans: list[dict], text: str, name: str) -> set[int]:
-    """Character spans over ``text`` -> the indices of the words of ``text.split()`` each
-    span touches."""
-    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    chosen: set[int] = set()
-    for value in spans:
-        s, e = value.get("start"), value.get("end")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (s, e)) or not (
-            0 <= s < e <= len(text)
-        ):
-            raise _Bad(f"{name}.start/end", f"expected offsets into the prompt, got {s!r}, {e!r}")
-        if "text" in value and value["text"] != text[s:e]:
-            why = f"span text {shorten(value['text'])} is not the prompt's {text[s:e]!r} there"
-            raise _Bad(f"{name}.text", why)
-        hit = {k for k, (a, b) in enumerate(words) if a < e and s < b}
-        if not hit:
-            raise _Bad(f"{name}.start/end", f"span {s}-{e} covers no word of the prompt")
-        chosen |= hit
-    return chosen
-
-
-def _point(item: dict, value: dict, name: str) -> list[float]:
-    x, y = value.get("x"), value.get("y")
-    if not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in (x, y)
-    ):
-        raise _Bad(f"{name}.x/y", f"expected percent of the image (0-100), got {x!r}, {y!r}")
-    if item.get("image_rotation", 0) not in (0, None):
-        raise _Bad(f"{name}.image_rotation", "a rotated image's points are not supported")
-    return [x / 100, y / 100]
 
 
 def _annotator(ann: dict) -> str:
@@ -179,19 +141,21 @@ def _annotator(ann: dict) -> str:
     if isinstance(who, dict):
         who = who.get("id", who.get("email"))
     if not isinstance(who, (int, str)) or isinstance(who, bool) or who == "":
-        raise _Bad("completed_by", f"expected a user id, got {shorten(who)}")
+        raise Bad("completed_by", f"expected a user id, got {shorten(who)}")
     return str(who)
 
 
-def _responses(ann: dict, data: dict, ctx: _Context) -> list[dict[str, Any]]:
-    """One annotation -> its responses (or _Bad naming the field)."""
+def _responses(ann: dict, data: dict, ctx: _Context, row: int) -> list[dict[str, Any]]:
+    """One annotation of image ``row`` -> its responses (or Bad naming the field)."""
     items = ann.get("result")
     if not isinstance(items, list):
-        raise _Bad("result", f"expected a list, got {shorten(items)}")
+        raise Bad("result", f"expected a list, got {shorten(items)}")
     by_control = ctx.controls.by_control()
     ratings: dict[str, int] = {}
     spans: list[dict] = []
     points: dict[str, list[list[float]]] = {}
+    regions: dict[str, list[dict[str, Any]]] = {}
+    size = (int(ctx.table.images.height[row]), int(ctx.table.images.width[row]))
     no_mistake = False
     for k, item in enumerate(items):
         name = item.get("from_name") if isinstance(item, dict) else None
@@ -199,36 +163,37 @@ def _responses(ann: dict, data: dict, ctx: _Context) -> list[dict[str, Any]]:
         value = item.get("value") if isinstance(item, dict) else None
         if task is None:
             known = ", ".join(sorted(by_control))
-            raise _Bad(
+            raise Bad(
                 f"result[{k}].from_name",
                 f"unknown control {shorten(name)} (known: "
                 f"{known}; map others with --control TASK=NAME)",
             )
-        if item.get("type") != _TYPES[task] or not isinstance(value, dict):
-            why = f"expected a {_TYPES[task]} result, got type {shorten(item.get('type'))}"
-            raise _Bad(f"result[{k}].type", why)
+        if item.get("type") not in _TYPES[task] or not isinstance(value, dict):
+            kinds = " or ".join(_TYPES[task])
+            why = f"expected a {kinds} result, got type {shorten(item.get('type'))}"
+            raise Bad(f"result[{k}].type", why)
         if task in CRITERIA:
             if task in ratings:
-                raise _Bad(f"result[{k}]", f"a second rating of {task}")
-            ratings[task] = _rating(value, task, ctx.scale)
+                raise Bad(f"result[{k}]", f"a second rating of {task}")
+            ratings[task] = rating(value, task, ctx.scale)
         elif task == "words":
             spans.append(value)
         elif task == NO_MISTAKE_CONTROL:
             no_mistake = bool(value.get("choices"))
+        elif task in _REGIONS:
+            regions.setdefault(task, []).append(region(item, value, name, size))
         else:
-            points.setdefault(task, []).append(_point(item, value, name))
+            points.setdefault(task, []).append(point(item, value, name))
     annotator = _annotator(ann)
     out: list[dict[str, Any]] = [{"task": t, "rating": r} for t, r in ratings.items()]
     if spans or no_mistake:
         text = data.get(ctx.controls["prompt"])
         if not isinstance(text, str):
-            raise _Bad(
-                f"data.{ctx.controls['prompt']}", "words selected but the task has no prompt"
-            )
+            raise Bad(f"data.{ctx.controls['prompt']}", "words selected but the task has no prompt")
         if spans and no_mistake:
             why = "chosen together with a word selected (no mistake is chosen alone)"
-            raise _Bad(ctx.controls[NO_MISTAKE_CONTROL], why)
-        selected = _words(spans, text, ctx.controls["words"])
+            raise Bad(ctx.controls[NO_MISTAKE_CONTROL], why)
+        selected = words(spans, text, ctx.controls["words"])
         if no_mistake:
             selected.add(len(text.split()))
         out.append({"task": "words", "selected": sorted(selected)})
@@ -236,9 +201,15 @@ def _responses(ann: dict, data: dict, ctx: _Context) -> list[dict[str, Any]]:
     for task in _POINTS:
         pts = points.get(task, [])
         if len(pts) > MAX_POINTS:
-            raise _Bad(ctx.controls[task], f"{len(pts)} points; at most {MAX_POINTS} per task")
+            raise Bad(ctx.controls[task], f"{len(pts)} points; at most {MAX_POINTS} per task")
         if pts or stage_two:
             out.append({"task": task, "points": pts})
+    for task in _REGIONS:  # in a stage two that asked for regions, none drawn is an answer
+        regs = regions.get(task, [])
+        if len(regs) > MAX_REGIONS:
+            raise Bad(ctx.controls[task], f"{len(regs)} regions; at most {MAX_REGIONS} per task")
+        if regs or (stage_two and data.get("rfengine_regions")):
+            out.append({"task": task, "regions": regs})
     return [{"annotator_id": annotator, "weight": 1.0, **r} for r in out]
 
 
@@ -303,26 +274,26 @@ def convert_export(
             continue
         try:
             if not isinstance(data, dict):
-                raise _Bad("data", f"expected an object, got {shorten(data)}")
+                raise Bad("data", f"expected an object, got {shorten(data)}")
             row = ctx.table.row(data, ctx.controls)
             prompt = data.get(ctx.controls["prompt"])
             want = ctx.table.images.prompts[row]
             if prompt is not None and normalise_prompt(str(prompt)) != normalise_prompt(want):
-                raise _Bad(
+                raise Bad(
                     f"data.{ctx.controls['prompt']}",
                     f"{shorten(prompt)} is not the "
                     f"images table's prompt of {ctx.table.images.ids[row]!r}",
                 )
-        except _Bad as bad:
+        except Bad as bad:
             rejected.append(Rejection(str(path), where, bad.field, bad.why, task, (0, i)))
             continue
         for j, ann in kept:
             at = f"{where}, annotation {j} (id {ann.get('id') if isinstance(ann, dict) else None})"
             try:
                 if not isinstance(ann, dict):
-                    raise _Bad("", "not an object")
-                got = _responses(ann, data, ctx)
-            except _Bad as bad:
+                    raise Bad("", "not an object")
+                got = _responses(ann, data, ctx, row)
+            except Bad as bad:
                 rejected.append(Rejection(str(path), at, bad.field, bad.why, ann, (0, i)))
                 continue
             ctx.notes["empty"] += not got

@@ -22,6 +22,11 @@ NO_MISTAKE_CHOICE = "No mistake"
 MISTAKE_LABEL = "Mistake"
 POINT_LABELS = {"coherence_points": "Error", "alignment_points": "Mismatch"}
 POINT_COLOURS = {"coherence_points": "#e53935", "alignment_points": "#1e88e5"}
+#: stage two's optional region controls (``config["regions"]``): the tag per drawing tool,
+#: and each control's label, after the points task of the same criterion
+REGION_TOOLS = {"brush": "BrushLabels", "polygon": "PolygonLabels"}
+REGION_OF = {"coherence_points": "coherence_regions", "alignment_points": "alignment_regions"}
+REGION_LABELS = {"coherence_regions": "Error area", "alignment_regions": "Mismatch area"}
 
 
 def _header(text: str) -> str:
@@ -61,8 +66,11 @@ def stage_one_config(config: dict[str, Any]) -> str:
 
 def stage_two_config(config: dict[str, Any]) -> str:
     """The stage-two project's labeling config: both point tasks, at most ``MAX_POINTS``
-    points each (the importer refuses more: Label Studio has no per-control limit)."""
+    points each (the importer refuses more: Label Studio has no per-control limit); with
+    ``config["regions"]`` (``"brush"`` or ``"polygon"``), a region control after each, to
+    mark a whole flawed area."""
     jobs = config["jobs"]
+    tool = REGION_TOOLS.get(config.get("regions") or "")
     parts = ["<View>\n", _header("Prompt"), '  <Text name="prompt" value="$prompt"/>\n']
     for task in ("coherence_points", "alignment_points"):
         job = jobs[task]
@@ -72,14 +80,26 @@ def stage_two_config(config: dict[str, Any]) -> str:
             f'    <Label value="{POINT_LABELS[task]}" background="{POINT_COLOURS[task]}"/>\n'
             "  </KeyPointLabels>\n"
         )
+        if tool:
+            reg = REGION_OF[task]
+            parts.append(_header("... or draw the whole area (as many as needed)"))
+            parts.append(
+                f'  <{tool} name="{reg}" toName="image">\n'
+                f'    <Label value="{REGION_LABELS[reg]}" background="{POINT_COLOURS[task]}"/>\n'
+                f"  </{tool}>\n"
+            )
     parts += ['  <Image name="image" value="$image" zoom="true"/>\n', "</View>\n"]
     return "".join(parts)
 
 
-def task_data(images: Images, rows: list[int], urls: list[str], stage: int) -> list[dict]:
+def task_data(
+    images: Images, rows: list[int], urls: list[str], stage: int, regions: bool = False
+) -> list[dict]:
     """The tasks to import: ``image`` (its URL on the server), ``prompt`` (whitespace
     collapsed, as the importer's word indices read it), ``image_id``, and ``rfengine_stage``
-    (in stage two, an annotation without points still answers both point tasks)."""
+    (in stage two, an annotation without points still answers both point tasks); with
+    ``regions`` (stage two's region controls), ``rfengine_regions``: such an annotation
+    answers both regions tasks too."""
     return [
         {
             "data": {
@@ -87,6 +107,7 @@ def task_data(images: Images, rows: list[int], urls: list[str], stage: int) -> l
                 "prompt": normalise_prompt(images.prompts[k]),
                 "image_id": images.ids[k],
                 "rfengine_stage": stage,
+                **({"rfengine_regions": True} if regions else {}),
             }
         }
         for k, url in zip(rows, urls, strict=True)

@@ -88,9 +88,10 @@ def plan_project(stage: int, config: dict[str, Any], images: Images, rows: list[
     """What a stage's project will be (the dry-run's record)."""
     tasks = STAGES[stage]
     make = labeling.stage_one_config if stage == 1 else labeling.stage_two_config
+    drawn = [labeling.REGION_OF[t] for t in tasks if stage == 2 and config.get("regions")]
     return {
         "stage": stage,
-        "tasks": list(tasks),
+        "tasks": list(tasks) + drawn,
         "images": len(rows),
         "annotations_per_task": max(config["jobs"][t]["responses_per_datapoint"] for t in tasks),
         "label_config": make(config),
@@ -128,7 +129,11 @@ def _create(ls: LabelStudio, campaign: Campaign, rec: dict[str, Any], urls: list
         have = _image_ids_on_server(ls, pid)
         todo = [k for k, im in enumerate(rec["image_ids"]) if im not in have]
         tasks = labeling.task_data(
-            campaign.images, [rec["rows"][k] for k in todo], [urls[k] for k in todo], rec["stage"]
+            campaign.images,
+            [rec["rows"][k] for k in todo],
+            [urls[k] for k in todo],
+            rec["stage"],
+            regions=rec["stage"] == 2 and bool(state["config"].get("regions")),
         )
         for lo in range(0, len(tasks), CHUNK):
             ls.import_tasks(pid, tasks[lo : lo + CHUNK])
@@ -154,7 +159,8 @@ def _stage(ls: LabelStudio, campaign: Campaign, stage: int, image_ids: list[str]
     if recs:
         rec = recs[0]
     else:
-        rec = {"stage": stage, "tasks": list(STAGES[stage]), "image_ids": image_ids}
+        tasks = plan_project(stage, campaign.state["config"], campaign.images, [])["tasks"]
+        rec = {"stage": stage, "tasks": tasks, "image_ids": image_ids}
         campaign.state["projects"].append(rec)
     rec["rows"] = [index[i] for i in rec["image_ids"]]
     urls = image_urls(campaign.images, rec["rows"], campaign.state["via"])
@@ -175,15 +181,22 @@ def launch(
     resume: bool = False,
     ls: LabelStudio | None = None,
     columns: ImageColumns | None = None,
+    regions: str | None = None,
 ) -> list[dict[str, Any]]:
     """Create the stage-one project with its tasks (``dry_run``: plan both stages, no
-    server); ``resume`` finishes an interrupted launch from the campaign file ``out``."""
+    server); ``resume`` finishes an interrupted launch from the campaign file ``out``.
+    ``regions`` (``"brush"`` or ``"polygon"``): stage two also asks for drawn regions
+    (recorded in the campaign's config)."""
     out = Path(out) if out is not None else None
     if resume:
         campaign = Campaign.load(out)
         config, images = campaign.state["config"], campaign.images
     else:
         config = config or load_config(None)
+        if regions:
+            if regions not in labeling.REGION_TOOLS:
+                raise InputError(f"--regions: expected brush or polygon, got {regions!r}")
+            config = {**config, "regions": regions}
         images = read_images(images_path, columns=columns)
     rows = list(range(len(images)))
     plans = [plan_project(1, config, images, rows)]
