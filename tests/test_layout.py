@@ -23,6 +23,7 @@ FLOORS = {
     "publish": 7,
     "render": 6,
     "run": 5,
+    "adaptive": 5,
     "train": 5,
     "store": 4,
     "aggregation": 3,

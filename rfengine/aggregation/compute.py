@@ -324,6 +324,11 @@ def compute(
         clicks=clicks,
         rating_pairs=pairs,
         heatmap_reliability=split_half,
+        heatmap_annotators={
+            t.heatmap_kind: np.bincount(resp.image[resp.task == t], minlength=len(images))
+            for t in (POINT_TASKS + (REGION_TASKS if regions else ()))
+            if options.reliability
+        },
         region_n_eff={
             t.heatmap_kind: region_n_eff(len(images), resp, t) for t in REGION_TASKS if regions
         },

@@ -221,6 +221,9 @@ class AggregationResult:
     norm_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: per heatmap kind, each image's split-half reliability (``reliability=True``), else {}
     heatmap_reliability: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per heatmap kind (``reliability=True``), each image's number of responses of its
+    #: task, whose split-half ``heatmap_reliability`` is (what a plan scales), else {}
+    heatmap_annotators: dict[str, np.ndarray] = field(default_factory=dict)
     #: per region heatmap kind (where the run has region responses), each image's Kish
     #: effective number of region responses: a pixel's standard error is
     #: ``sqrt(p (1 - p) / n_eff)`` (``rfengine.aggregation.regions``)

@@ -149,6 +149,23 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
         "into RESPONSES.rejected.jsonl",
     )
     fetch.set_defaults(func=cmd_campaign_fetch)
+    top = verbs.add_parser(
+        "top-up",
+        help="ask for the responses a plan-more plan asks for (a new round)",
+        description="Rapidata: a job per task and number of responses still needed, on just "
+        "those images. Label Studio: those tasks' overlap raised, back in the labeling stream. "
+        "'fetch' then returns every round; one 'aggregate' over them gives the final output.",
+    )
+    top.add_argument("plan", type=Path, metavar="PLAN", help="a plan written by plan-more")
+    top.add_argument(
+        "--campaign",
+        type=Path,
+        help="the campaign file (default: the one plan-more --campaign recorded in the plan)",
+    )
+    top.add_argument(
+        "--dry-run", action="store_true", help="print what would be asked; create nothing"
+    )
+    top.set_defaults(func=cmd_campaign_top_up)
 
 
 def _frontend(path: Path):
@@ -248,6 +265,26 @@ def cmd_campaign_fetch(args: argparse.Namespace) -> int:
     with redirect_stdout(sys.stderr):
         summary = mod.fetch(campaign, args.out, overwrite=args.overwrite)
     print(f"rfengine: {summary['rows']} responses -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_campaign_top_up(args: argparse.Namespace) -> int:
+    from rfengine.frontends.topup import plan_campaign
+
+    campaign, mod = _frontend(plan_campaign(args.plan, args.campaign))
+    if mod.__name__.endswith("labelstudio"):
+        done = mod.top_up(campaign, args.plan, dry_run=args.dry_run)
+    else:
+        with redirect_stdout(sys.stderr):  # the SDK prints progress; stdout carries the JSON
+            done = mod.top_up(campaign, args.plan, dry_run=args.dry_run)
+    print_json(done)
+    if not args.dry_run:
+        rounds = campaign.state.get("top_ups", [])
+        print(
+            f"rfengine: top-up round {rounds[-1]['round'] if rounds else '?'} recorded in "
+            f"{campaign.path}; 'campaign fetch' returns every round",
+            file=sys.stderr,
+        )
     return 0
 
 

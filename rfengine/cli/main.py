@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from rfengine.cli.adaptive import add_plan_more
 from rfengine.cli.aggregate import add_aggregate
 from rfengine.cli.campaign import add_campaign, add_import
 from rfengine.cli.common import UsageError
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub)
     add_annotators(sub)
     add_campaign(sub)
+    add_plan_more(sub)
     add_publish(sub)
     _own_usage(parser)
     return parser

@@ -89,6 +89,7 @@ def features(
         cols[f"{kind}_n_eff"] = Value("float32")
     for kind in kinds if reliability else ():
         cols[f"{kind}_heatmap_reliability"] = Value("float32")
+        cols[f"{kind}_heatmap_annotators"] = Value("int32")
     return Features({name: cols[name] for name in column_order(list(cols), preset)})
 
 
@@ -205,6 +206,9 @@ def build_table(
     for kind, rel in result.heatmap_reliability.items():
         cols[f"{kind}_heatmap_reliability"] = _nullable(
             rel[rows], np.isnan(rel[rows]), pa.float32()
+        )
+        cols[f"{kind}_heatmap_annotators"] = pa.array(
+            result.heatmap_annotators[kind][rows], pa.int32()
         )
     table = pa.table({name: cols[name] for name in feats}).cast(feats.arrow_schema)
     return table, feats

@@ -10,6 +10,7 @@ import re
 
 import ls_server
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from reference import ref_default_heatmap, ref_scores, ref_word_scores
@@ -273,3 +274,57 @@ def test_a_personal_access_token_is_refreshed(campaign):
     with pytest.raises(LabelStudioError, match="personal access token .* was refused") as exc:
         LabelStudio(server.url, pat[:-4] + "AAAA").get("/api/projects/")
     assert pat[:-4] not in str(exc.value)
+
+
+def test_a_top_up_round_raises_just_the_planned_tasks(campaign, capsys):
+    """After the campaign above: plan-more on its output, top-up raises the overlap of the
+    planned images' tasks (annotations so far + the most any of the task's controls needs)
+    and puts them back in the stream; a repeat raises nothing twice; a new annotation on a
+    raised task comes back with fetch."""
+    server, folder, work, users = campaign
+    camp = work / "campaign.json"
+    out = work / "round1"
+    assert main(["aggregate", "--images", str(folder / "images.jsonl"), "--responses",
+                 str(work / "responses.parquet"), "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    plan = work / "plan.parquet"
+    assert main(["plan-more", str(out), "--ci-half-width", "0.8", "--max-per-image", "4",
+                 "--out", str(plan), "--campaign", str(camp)]) == 0  # fmt: skip
+    capsys.readouterr()
+    rows = pq.read_table(plan).to_pylist()
+    need: dict[str, int] = {}
+    for r in rows:  # stage one's project: one task asks all four controls
+        if r["task"] in ("style", "coherence", "alignment", "words"):
+            need[r["image_id"]] = max(need.get(r["image_id"], 0), r["more"])
+    assert any(need.values()), "three annotators cannot reach 0.8 everywhere"
+    state = json.loads(camp.read_text())
+    one = state["projects"][0]["project_id"]
+    before = {t["data"]["image_id"]: t for t in _server_tasks(server, one)}
+    assert main(["campaign", "top-up", str(plan)]) == 0
+    (line, *_rest) = _lines(capsys.readouterr().out)
+    assert line["responses"] == sum(need.values())
+    after = {t["data"]["image_id"]: t for t in _server_tasks(server, one)}
+    for im, t in after.items():
+        if need.get(im, 0) > 0:
+            assert t["overlap"] == max(before[im]["overlap"], t["total_annotations"] + need[im])
+            assert t["is_labeled"] is False
+        else:
+            assert t["overlap"] == before[im]["overlap"]
+    state = json.loads(camp.read_text())
+    assert state["top_ups"][0]["round"] == 1
+    assert main(["campaign", "top-up", str(plan)]) == 0  # a repeat: nothing raised twice
+    again = {t["data"]["image_id"]: t["overlap"] for t in _server_tasks(server, one)}
+    assert again == {im: t["overlap"] for im, t in after.items()}
+    # a fourth annotator answers a raised task; fetch brings it back
+    im = next(i for i, m in need.items() if m > 0)
+    late = server.api("POST", "/api/users/", {"email": "late@example.com", "username": "late"})
+    k = [i for i, *_r in IMAGES].index(im)
+    prompt = " ".join(IMAGES[k][3].split())
+    _annotate(server, after[im]["id"], late["id"], _stage_one_result(prompt, (3, 3, 3, None)))
+    again = work / "responses2.parquet"
+    assert main(["campaign", "fetch", str(camp), "--out", str(again)]) == 0
+    got = pq.read_table(again).to_pylist()
+    assert sum(r["annotator_id"] == str(late["id"]) for r in got) == 3  # its three ratings
+
+
+def _server_tasks(server, project: int) -> list[dict]:
+    return server.api("GET", f"/api/tasks/?project={project}&page_size=100")["tasks"]

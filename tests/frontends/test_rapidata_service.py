@@ -467,3 +467,89 @@ def test_config_overrides_and_rejects_unknown_keys(tmp_path):
     p.write_text(json.dumps({"jobs": {"style": {"colour": "red"}}}))
     with pytest.raises(InputError, match="unknown fields"):
         rd.load_config(p)
+
+
+def test_top_up_asks_just_the_planned_images_per_number_needed(sim, fake, tmp_path, capsys):
+    """plan-more on a fetched round, then top-up: a job per task and number still needed,
+    each with that responses_per_datapoint on just those images, the task's settings and
+    validation set, recorded with its round; a repeat creates nothing; fetch returns every
+    round; one aggregate over them equals one of all the responses."""
+    images, rows = rows_of(sim)
+    camp = tmp_path / "c.json"
+    rd.launch(sim / "images.jsonl", camp)
+    for rec in json.loads(camp.read_text())["jobs"]:
+        fake.results[rec["job_id"]] = to_rapidata_results(rows, images, rec["task"])
+    one = tmp_path / "round1.jsonl"
+    assert main(["campaign", "fetch", str(camp), "--out", str(one)]) == 0
+    cli_aggregate(sim / "images.jsonl", [one], tmp_path / "agg1")
+    plan = tmp_path / "plan.parquet"
+    args = ["--max-per-image", "9", "--out", str(plan), "--campaign", str(camp)]
+    assert main(["plan-more", str(tmp_path / "agg1"), "--ci-half-width", "0.4", *args]) == 0
+    capsys.readouterr()
+    from rfengine.adaptive.plan import read_plan
+
+    table = read_plan(plan)[0].to_pylist()
+    asked = {(r["task"], r["image_id"]): r["more"] for r in table if r["more"] > 0}
+    assert asked, "a 10-image campaign at 0.4 should leave some images short"
+    n_before = len(fake.definitions)
+    assert main(["campaign", "top-up", str(plan), "--dry-run"]) == 0
+    assert len(fake.definitions) == n_before  # a dry run creates nothing
+    groups = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main(["campaign", "top-up", str(plan)]) == 0  # the campaign: from the plan
+    made = fake.definitions[n_before:]
+    assert len(made) == len(groups)
+    state = json.loads(camp.read_text())
+    new = [j for j in state["jobs"] if j.get("round") == 1]
+    assert [(j["task"], j["more"], j["image_ids"]) for j in new] == [
+        (g["task"], g["more"], g["image_ids"]) for g in groups
+    ]
+    for g, d in zip(groups, made, strict=True):
+        assert d["responses_per_datapoint"] == g["more"]
+        assert len(d["datapoints"]) == len(g["image_ids"])
+        assert all(asked[(g["task"], im)] == g["more"] for im in g["image_ids"])
+        launched = fake.definitions[list(rd.STAGE_ONE).index(g["task"])]
+        assert d["name"] == launched["name"]
+        assert [type(s).__name__ for s in d["settings"]] == [
+            type(s).__name__ for s in launched["settings"]
+        ]
+    assert sum(len(g["image_ids"]) for g in groups) == len(asked)
+    assert all("job_id" in j for j in new) and state["top_ups"][0]["round"] == 1
+    assert main(["campaign", "top-up", str(plan)]) == 0  # a repeat: nothing twice
+    assert len(fake.definitions) == n_before + len(groups)
+    # the round's answers: new annotators (an earlier one's repeat is dropped at fetch)
+    extra = []
+    for g, rec in zip(groups, new, strict=True):
+        got = []
+        for im in g["image_ids"]:
+            for k in range(g["more"]):
+                base = next(r for r in rows if r["image_id"] == im and r["task"] == g["task"])
+                got.append({**base, "annotator_id": f"late-{k}"})
+        got.append(next(r for r in rows if r["image_id"] == g["image_ids"][0]
+                        and r["task"] == g["task"]))  # fmt: skip
+        fake.results[rec["job_id"]] = to_rapidata_results(got, images, g["task"])
+        extra += got[:-1]
+    both = tmp_path / "both.jsonl"
+    assert main(["campaign", "fetch", str(camp), "--out", str(both)]) == 0
+    first = one.read_text().splitlines()
+    fetched = both.read_text().splitlines()
+    assert fetched[: len(first)] == first and len(fetched) == len(first) + len(extra)
+    # one aggregate over every round equals one over all the responses, split as they came
+    later = tmp_path / "later.jsonl"
+    later.write_text("".join(x + "\n" for x in fetched[len(first) :]))
+    merged = cli_aggregate(sim / "images.jsonl", [both], tmp_path / "agg2")
+    split = cli_aggregate(sim / "images.jsonl", [later, one], tmp_path / "agg3")
+    assert merged["counts"]["rows_used"] == split["counts"]["rows_used"] == len(fetched)
+    from rfengine.store.load import load_dataset
+
+    a, b = load_dataset(tmp_path / "agg2"), load_dataset(tmp_path / "agg3")
+    for c in ("style_score", "coherence_score", "alignment_score", "word_scores"):
+        assert a[c] == b[c]
+    cols = ["image_id", "style_count"]
+    n0 = {
+        r["image_id"]: r["style_count"]
+        for r in load_dataset(tmp_path / "agg1").select_columns(cols)
+    }
+    n = {r["image_id"]: r["style_count"] for r in a.select_columns(cols)}
+    for (task, im), m in asked.items():
+        if task == "style":
+            assert n[im] == n0[im] + m  # the first round's and this round's

@@ -14,7 +14,7 @@ Modules: ``client`` (the REST API), ``labeling`` (labeling configs and task data
 
 from rfengine.frontends.labelstudio.client import LabelStudio, LabelStudioError
 from rfengine.frontends.labelstudio.importer import Controls, import_labelstudio
-from rfengine.frontends.labelstudio.service import fetch, launch, next_stage, status
+from rfengine.frontends.labelstudio.service import fetch, launch, next_stage, status, top_up
 
 __all__ = [
     "Controls",
@@ -25,4 +25,5 @@ __all__ = [
     "launch",
     "next_stage",
     "status",
+    "top_up",
 ]

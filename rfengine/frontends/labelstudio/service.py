@@ -142,15 +142,7 @@ def _create(ls: LabelStudio, campaign: Campaign, rec: dict[str, Any], urls: list
 
 
 def _image_ids_on_server(ls: LabelStudio, project_id: int) -> set[str]:
-    have: set[str] = set()
-    page = 1
-    while True:
-        got = ls.get(f"/api/tasks/?project={int(project_id)}&page_size=1000&page={page}")
-        tasks = got.get("tasks", []) if isinstance(got, dict) else []
-        have |= {str(t["data"].get("image_id")) for t in tasks}
-        if not tasks or len(have) >= got.get("total", 0):
-            return have
-        page += 1
+    return {str(t["data"].get("image_id")) for t in _server_tasks(ls, project_id)}
 
 
 def _stage(ls: LabelStudio, campaign: Campaign, stage: int, image_ids: list[str]) -> None:
@@ -327,3 +319,72 @@ def next_stage(
     if union:
         _stage(ls, campaign, 2, union)
     return [dict(plan, planned={t: len(v) for t, v in planned.items()})]
+
+
+def _server_tasks(ls: LabelStudio, project_id: int) -> list[dict[str, Any]]:
+    """Every task of a project: id, image_id, overlap and annotations so far."""
+    out, page = [], 1
+    while True:
+        got = ls.get(f"/api/tasks/?project={int(project_id)}&page_size=1000&page={page}")
+        tasks = got.get("tasks", []) if isinstance(got, dict) else []
+        out += tasks
+        if not tasks or len(out) >= got.get("total", 0):
+            return out
+        page += 1
+
+
+def top_up(
+    campaign: Campaign, plan: str | Path, ls: LabelStudio | None = None, *, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Ask for a plan's responses on the campaign's own tasks: each Label Studio task whose
+    image needs ``more`` (the most of its project's tasks, as one task asks them all) gets
+    its overlap raised to its annotations so far plus that, and goes back into the labeling
+    stream. Recorded per task in the campaign file, so a repeat of the plan raises nothing
+    twice. Rows of tasks the campaign never asked (points of an image not in stage two) are
+    counted as skipped."""
+    from rfengine.frontends.topup import top_up_requests
+
+    requests, record = top_up_requests(campaign, plan)
+    state = campaign.state
+    asked = set().union(*(r["tasks"] for r in state["projects"]))
+    projects = []
+    for rec in state["projects"]:
+        here = set(rec["image_ids"])
+        need: dict[str, int] = {}
+        for task in rec["tasks"]:
+            for image_id, m in requests.get(task, {}).items():
+                if image_id in here:
+                    need[image_id] = max(need.get(image_id, 0), m)
+        projects.append((rec, need))
+    placed = {(t, i) for rec, _ in projects for t in rec["tasks"] for i in rec["image_ids"]}
+    skipped = sum(1 for t, r in requests.items() for i in r if (t, i) not in placed)
+    summary = [
+        {"project_id": rec["project_id"], "stage": rec["stage"], "images": len(need),
+         "responses": sum(need.values()), "skipped_rows": skipped if k == 0 else 0,
+         "unknown_tasks": sorted(set(requests) - asked) if k == 0 else []}
+        for k, (rec, need) in enumerate(projects)
+    ]  # fmt: skip
+    if dry_run:
+        return summary
+    ls = ls or _client(campaign)
+    rounds = state.setdefault("top_ups", [])
+    done = next((r for r in rounds if r["plan_sha256"] == record["plan_sha256"]), None)
+    if done is None:
+        done = {"round": len(rounds) + 1, **record, "raised": {}}
+        rounds.append(done)
+        campaign.save()
+    for (rec, need), line in zip(projects, summary, strict=True):
+        raised = done["raised"].setdefault(str(rec["project_id"]), {})
+        for task in _server_tasks(ls, rec["project_id"]):
+            m = need.get(str(task["data"].get("image_id")), 0)
+            if m <= 0 or str(task["id"]) in raised:
+                continue
+            have = int(task.get("total_annotations") or 0)
+            overlap = max(int(task.get("overlap") or 0), have + m)
+            ls.patch(f"/api/tasks/{int(task['id'])}/", {"overlap": overlap, "is_labeled": False})
+            raised[str(task["id"])] = overlap
+            if len(raised) % 100 == 0:
+                campaign.save()
+        campaign.save()
+        line["tasks_raised"] = len(raised)
+    return summary

@@ -33,6 +33,7 @@ from rfengine.frontends.rapidata.service import (
     next_stage,
     require_rapidata,
     status,
+    top_up,
 )
 from rfengine.frontends.state import Campaign
 
@@ -49,4 +50,5 @@ __all__ = [
     "plan_job",
     "require_rapidata",
     "status",
+    "top_up",
 ]

@@ -141,7 +141,8 @@ def _results_items(doc: Any, path: Path) -> tuple[list[dict], str]:
 
 
 def _annotator(detail: dict, task: str, name: str, k: int, at: str) -> tuple[str, bool]:
-    """The annotator id the results carry, else a stable id for this response."""
+    """The annotator id the results carry, else a stable id for this response (``task``
+    carries the job's round after the first, so that rounds never share one)."""
     user = _as_dict(detail.get("userDetails"), at, "userDetails")
     for src in (detail, user):
         for key in _ID_KEYS:
@@ -179,8 +180,11 @@ def convert_results(
     path: Path,
     coherence_scale: CoherenceScale = "severity",
     point_units: PointUnits = "percent",
+    *,
+    job: int = 0,
 ) -> tuple[list[dict], dict[str, Any]]:
-    """One job's results document -> (interchange rows, notes).
+    """One job's results document -> (interchange rows, notes). ``job``: how many jobs of
+    this task came before it (a top-up round's), which anonymous ids take in.
 
     ``notes`` counts responses without a trust score (weighted 1.0) and without an
     annotator id, and lists the result names that match no image.
@@ -213,7 +217,7 @@ def convert_results(
             at = f"{where} ({name!r}).detailedResults[{k}]"
             if not isinstance(detail, dict):
                 raise InputError(f"{at}: expected an object, got {shorten(detail)}")
-            ann, has_id = _annotator(detail, task, name, k, at)
+            ann, has_id = _annotator(detail, f"{task}#{job}" if job else task, name, k, at)
             weight = _weight(detail, layout, at)
             notes["no_weight"] += weight is None
             notes["no_annotator_id"] += not has_id
@@ -262,10 +266,14 @@ def import_rapidata(
     pairs = list(jobs.items()) if isinstance(jobs, dict) else list(jobs)
     rows: list[dict] = []
     summary: dict[str, Any] = {"jobs": []}
+    seen: set[tuple[str, str, str]] = set()  # (image, annotator, task) of earlier jobs
     for task, p in pairs:
         path = Path(p)
         doc = load_json(path)
-        got, notes = convert_results(doc, task, images, path, coherence_scale, point_units)
+        before = sum(1 for t, _ in pairs[: len(summary["jobs"])] if t == task)
+        got, notes = convert_results(
+            doc, task, images, path, coherence_scale, point_units, job=before
+        )
         if notes["unmatched"]:
             names = notes["unmatched"]
             listed = ", ".join(repr(n) for n in names[:MAX_LISTED])
@@ -274,12 +282,18 @@ def import_rapidata(
                 f"{path}: {len(names)} result(s) match no image by originalFileName (the basename "
                 f"of the images table's path, or its image_id): {listed}{more}"
             )
-        rows += got
+        # a top-up round's job may reach an annotator of an earlier one: their first answer
+        # stays, a later one is counted (repeats within one job are left to the validation)
+        keys = [(r["image_id"], r["annotator_id"], r["task"]) for r in got]
+        fresh = [r for r, k in zip(got, keys, strict=True) if k not in seen]
+        seen.update(keys)
+        rows += fresh
         summary["jobs"].append(
             {
                 "task": task,
                 "path": str(path),
-                "rows": len(got),
+                "rows": len(fresh),
+                "repeated_from_earlier_jobs": len(got) - len(fresh),
                 **{k: v for k, v in notes.items() if k != "unmatched"},
             }
         )

@@ -303,3 +303,65 @@ def next_stage(
     campaign.save()
     _run(client, campaign, list(planned), images)
     return plans
+
+
+def plan_top_up(requests: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """The jobs of a top-up: per task, one job per number of responses still needed, on the
+    images that need that many (Rapidata asks a job's datapoints equally often)."""
+    groups = []
+    for task in (*STAGE_ONE, *STAGE_TWO):
+        by_more: dict[int, list[str]] = {}
+        for image_id, more in requests.get(task, {}).items():
+            by_more.setdefault(more, []).append(image_id)
+        groups += [
+            {"task": task, "more": m, "image_ids": sorted(ids)}
+            for m, ids in sorted(by_more.items())
+        ]
+    return groups
+
+
+def top_up(
+    campaign: Campaign, plan: str | Path, client: Any = None, *, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Create (and assign) the jobs a plan asks for, recorded in the campaign file like the
+    others (with their ``round`` and ``more``); ``fetch`` then returns every round. A repeat
+    of the same plan finishes an interrupted round and creates nothing twice."""
+    from rfengine.frontends.topup import top_up_requests
+
+    requests, record = top_up_requests(campaign, plan)
+    unknown = set(requests) - set(STAGE_ONE) - set(STAGE_TWO)
+    if unknown:
+        raise InputError(
+            f"{plan}: Rapidata campaigns have no task {', '.join(sorted(unknown))} "
+            "(regions are collected on Label Studio)"
+        )
+    groups = plan_top_up(requests)
+    if dry_run:
+        return groups
+    state = campaign.state
+    rounds = state.setdefault("top_ups", [])
+    done = next((r for r in rounds if r["plan_sha256"] == record["plan_sha256"]), None)
+    if done is None:
+        done = {"round": len(rounds) + 1, **record, "responses": 0}
+        done["responses"] = sum(g["more"] * len(g["image_ids"]) for g in groups)
+        rounds.append(done)
+        campaign.save()
+    client = client or make_client()
+    images, config = campaign.images, state["config"]
+    index = {im: k for k, im in enumerate(images.ids)}
+    made = {(r.get("round"), r["task"], r.get("more")) for r in state["jobs"]}
+    for g in groups:
+        if (done["round"], g["task"], g["more"]) in made:
+            continue
+        job = {**config["jobs"][g["task"]], "responses_per_datapoint": g["more"]}
+        cfg = {**config, "jobs": {**config["jobs"], g["task"]: job}}
+        rows = [index[i] for i in g["image_ids"]]
+        rec = define_job(client, g["task"], cfg, images, rows)
+        state["jobs"].append(
+            {**rec, "stage": state["stage"], "round": done["round"], "more": g["more"]}
+        )
+        campaign.save()
+    for rec in state["jobs"]:
+        if rec.get("round") == done["round"] and "job_id" not in rec:
+            _assign(client, rec, config, campaign)
+    return [r for r in state["jobs"] if r.get("round") == done["round"]]
