@@ -167,7 +167,8 @@ def aggregate_heatmaps(
             pts = rapidata_pixels(pts, np.repeat(w, len(pts)), np.repeat(h, len(pts)))
         weight = r.weight[c_resp] if preset == "default" else np.ones(len(c_resp))
         scale = weight / denom[r.image[c_resp]]
-        if buf is None or buf.shape[1:] != (h, w) or buf.shape[0] < len(members):
+        direct = device.type == "cpu" and dest.dtype == np.float32
+        if not direct and (buf is None or buf.shape[1:] != (h, w) or buf.shape[0] < len(members)):
             buf = None  # release the previous one first
             buf = torch.empty((len(members), h, w), device=device)
         points = Points(
@@ -184,11 +185,13 @@ def aggregate_heatmaps(
             points,
             (h, w),
             preset,
-            out=buf[: len(members)],
+            # float32 on the CPU: the kernel writes the output block itself, no cast pass
+            out=torch.from_numpy(dest) if direct else buf[: len(members)],
             scratch=scratch,
             check=False,  # the ingest stage guarantees the kernel's preconditions
         )
-        torch.from_numpy(dest).copy_(maps)  # to the host and the output dtype, in place
+        if not direct:
+            torch.from_numpy(dest).copy_(maps)  # to the host and the output dtype, in place
 
     bar = tqdm(
         total=int(present.sum()),
@@ -373,18 +376,6 @@ def score_ranges(
     return {c: s.range() for c, s in scores.items()}
 
 
-def merge_ranges(
-    ranges: list[dict[str, tuple[float, float]]],
-) -> dict[str, tuple[float, float]]:
-    """The overall ``(min, max)`` per criterion of several ranges (NaN ones ignored)."""
-    out = {}
-    for c in CRITERIA:
-        lo = [r[c][0] for r in ranges if not np.isnan(r[c][0])]
-        hi = [r[c][1] for r in ranges if not np.isnan(r[c][1])]
-        out[c] = (min(lo), max(hi)) if lo else (np.nan, np.nan)
-    return out
-
-
 __all__ = [
     "aggregate_heatmaps",
     "all_heatmaps",
@@ -392,7 +383,6 @@ __all__ = [
     "aggregate_words",
     "compute",
     "image_clicks",
-    "merge_ranges",
     "rapidata_pixels",
     "score_ranges",
 ]

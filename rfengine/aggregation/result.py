@@ -16,6 +16,7 @@ import numpy as np
 from rfengine.errors import Rejection
 from rfengine.ingest import Images, ReadStats
 from rfengine.options import AggregateOptions
+from rfengine.schema import CRITERIA
 
 if TYPE_CHECKING:
     from rfengine.aggregation.trust import TrustEstimate
@@ -48,6 +49,18 @@ def _ci(
     half = np.full(value.shape, np.nan)
     half[ok] = t.ppf(1 - (1 - level) / 2, n_eff[ok] - 1) * se[ok]
     return value - half, value + half
+
+
+def merge_ranges(
+    ranges: list[dict[str, tuple[float, float]]],
+) -> dict[str, tuple[float, float]]:
+    """The overall ``(min, max)`` per criterion of several ranges (NaN ones ignored)."""
+    out = {}
+    for c in CRITERIA:
+        lo = [r[c][0] for r in ranges if not np.isnan(r[c][0])]
+        hi = [r[c][1] for r in ranges if not np.isnan(r[c][1])]
+        out[c] = (min(lo), max(hi)) if lo else (np.nan, np.nan)
+    return out
 
 
 @dataclass(frozen=True)
@@ -237,4 +250,4 @@ class AggregationResult:
         return self.scores[criterion].normalised(bounds)
 
 
-__all__ = ["AggregationResult", "Heatmaps", "Scores", "WordScores"]
+__all__ = ["AggregationResult", "Heatmaps", "Scores", "WordScores", "merge_ranges"]

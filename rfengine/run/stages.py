@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfengine.aggregation.compute import compute, merge_ranges, score_ranges
-from rfengine.aggregation.result import AggregationResult
+from rfengine.aggregation.compute import compute, score_ranges
+from rfengine.aggregation.result import AggregationResult, merge_ranges
 from rfengine.aggregation.trust import (
     Evidence,
     TrustEstimate,
