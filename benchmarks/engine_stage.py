@@ -8,8 +8,9 @@ Workload: the seed's shape (``heatmaps.py``'s ``512-spread``): 450 images of 512
 annotators x 3 clicks anywhere, both point tasks, so 900 maps. The kernel side splats each
 kind's 450 images in calls of 64 into a reused float32 buffer (``heatmaps.py``'s setting);
 the stage side is the engine's own batching, float16 (the default) and float32 outputs,
-each into new output blocks as a run writes them. Timings: the median of ``--repeats``
-after one warm-up.
+each into new output blocks (a run's first partition) and into blocks given back by the
+previous call (``_pooled``: its later partitions, ``BlockPool``). Timings: the median of
+``--repeats`` after one warm-up.
 
     python benchmarks/engine_stage.py [--images 450] [--json PATH]
 """
@@ -30,6 +31,7 @@ import heatmaps as hm
 import torch
 
 from rfengine.aggregation.compute import all_heatmaps
+from rfengine.aggregation.result import BlockPool
 from rfengine.ingest import read_images
 from rfengine.ingest.responses import read_responses
 from rfengine.options import AggregateOptions
@@ -85,6 +87,13 @@ def main() -> None:
     for dtype in ("float16", "float32"):
         opts = AggregateOptions.create(heatmap_size="512x512", device="cpu", dtype=dtype)
         stage[dtype] = timed(lambda o=opts: all_heatmaps(images, resp, o, o.dtype), args.repeats)
+        # as a run's partitions after the first: into the blocks the previous write gave back
+        pool = BlockPool()
+
+        def pooled(o: AggregateOptions = opts, pool: BlockPool = pool) -> None:
+            pool.give(all_heatmaps(images, resp, o, o.dtype, pool=pool))
+
+        stage[f"{dtype}_pooled"] = timed(pooled, args.repeats)
     gflops = hm.gemm_gflops("cpu")
     clicks = sum(len(p) for im in ims for p, _ in im["annotators"])
     floor = 2 * 2 * clicks * 512 * 512 / (gflops * 1e9)  # both kinds: 2 n H W per image
@@ -98,6 +107,7 @@ def main() -> None:
         "gemm_gflops": round(gflops, 1),
         "flop_floor_ms_per_map": round(floor / maps * 1e3, 3),
         "stage_float32_to_floor": round(stage["float32"] / floor, 2),
+        "stage_float32_pooled_to_floor": round(stage["float32_pooled"] / floor, 2),
         "help_s": round(start_up(["--help"]), 3),
         "aggregate_help_s": round(start_up(["aggregate", "--help"]), 3),
     }

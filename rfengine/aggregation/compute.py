@@ -21,7 +21,14 @@ from rfengine.aggregation.reliability import (
     pair_counts,
     split_half_reliability,
 )
-from rfengine.aggregation.result import AggregationResult, Heatmaps, Scores, WordScores
+from rfengine.aggregation.result import (
+    AggregationResult,
+    BlockPool,
+    Heatmaps,
+    Scores,
+    WordScores,
+    new_block,
+)
 from rfengine.ingest import Images, ReadStats, Responses
 from rfengine.kernels import (
     Points,
@@ -119,9 +126,11 @@ def aggregate_heatmaps(
     dtype: torch.dtype,
     budget: int,
     progress: bool = False,
+    pool: BlockPool | None = None,
 ) -> Heatmaps:
     """One heatmap kind for every image: ``(H, W)`` arrays, or None where not collected; each
-    output size's maps in one block, cast into it chunk by chunk (see ``Heatmaps``).
+    output size's maps in one block (from ``pool`` when given), cast into it chunk by chunk
+    (see ``Heatmaps``).
 
     ``rapidata-2025`` as published: an image where an annotator of this kind clicked nothing
     is all NaN (the script's 0/0), and points are snapped to native pixels in float64 with
@@ -200,10 +209,7 @@ def aggregate_heatmaps(
         disable=not progress,
     )
     for (h, w), group in _size_groups(images, present, size):
-        # from torch's allocator: numpy advises transparent huge pages for large arrays, and
-        # with the kernel's "madvise" defrag policy their first touch can stall on memory
-        # compaction (benchmarks/results/README.md: 2.4-2.9x the splat stage's time)
-        block = torch.empty((len(group), h, w), dtype=dtype).numpy()
+        block = new_block((len(group), h, w), dtype, pool)
         # one chunk's float32 output fits the budget (its cast goes straight into the block)
         step = max(1, budget // (h * w * 4))
         for s in range(0, len(group), step):
@@ -234,7 +240,9 @@ def all_heatmaps(
     options: AggregateOptions,
     dtype: torch.dtype,
     progress: bool = False,
+    *,
     regions: bool = False,
+    pool: BlockPool | None = None,
 ) -> dict[str, Heatmaps]:
     """Every heatmap kind of ``images`` as ``options`` define them, in ``dtype``: the point
     kinds, and the region kinds too when ``regions``."""
@@ -249,6 +257,7 @@ def all_heatmaps(
             budget=splat_budget(options),
             sigma=options.region_sigma,
             progress=progress,
+            pool=pool,
         )
         for task in (REGION_TASKS if regions else ())
     }
@@ -263,6 +272,7 @@ def all_heatmaps(
             dtype=dtype,
             budget=splat_budget(options),
             progress=progress,
+            pool=pool,
         )
         for task in POINT_TASKS
     } | region_maps
@@ -283,6 +293,7 @@ def compute(
     norm_bounds: dict[str, tuple[float, float]] | None = None,
     progress: bool = False,
     regions: bool | None = None,
+    pool: BlockPool | None = None,
 ) -> AggregationResult:
     """Scores, word scores and heatmaps of ``images`` from ``resp`` (indices into ``images``).
 
@@ -290,7 +301,7 @@ def compute(
     start); ``stats`` are the read counts that go with the result; ``norm_bounds`` the
     result's (see ``AggregationResult``). ``regions``: whether the run has region
     responses, so that every partition writes the region kinds (None: whether ``resp``
-    has).
+    has). ``pool``: where the output blocks come from (a run's, reused across partitions).
     """
     if regions is None:
         regions = has_regions(resp)
@@ -302,7 +313,9 @@ def compute(
     words = aggregate_words(images, resp, dev)
     timings["reduce"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    heatmaps = all_heatmaps(images, resp, options, options.dtype, progress, regions)
+    heatmaps = all_heatmaps(
+        images, resp, options, options.dtype, progress, regions=regions, pool=pool
+    )
     timings["splat"] = time.perf_counter() - t0
     split_half = {}
     if options.reliability:
@@ -315,12 +328,7 @@ def compute(
         m = resp.task == Task.from_name(c)
         pairs[c] = pair_counts(resp.image[m], resp.rating[m], len(images))
     return AggregationResult(
-        images,
-        scores,
-        words,
-        heatmaps,
-        options,
-        stats,
+        *(images, scores, words, heatmaps, options, stats),
         timings=timings,
         row_offset=row_offset,
         norm_bounds=norm_bounds or {},

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rfengine.aggregation.result import Heatmaps
+from rfengine.aggregation.result import BlockPool, Heatmaps, new_block
 from rfengine.ingest import Images, Responses
 from rfengine.kernels import (
     Spans,
@@ -87,6 +87,7 @@ def aggregate_regions(
     budget: int,
     sigma: float = 0.0,
     progress: bool = False,
+    pool: BlockPool | None = None,
 ) -> Heatmaps:
     """One region heatmap kind for every image (None where no region response has weight),
     each output size's maps in one block; ``budget``: bytes of one chunk's work arrays."""
@@ -107,7 +108,7 @@ def aggregate_regions(
     for key in np.unique(keys):
         h, w = split_size_key(key)
         group = idx[keys == key]
-        block = torch.empty((len(group), h, w), dtype=dtype).numpy()
+        block = new_block((len(group), h, w), dtype, pool)
         step = max(1, budget // (h * (w + 1) * 8))  # the difference array and the map
         for s in range(0, len(group), step):
             members = group[s : s + step]

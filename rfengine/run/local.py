@@ -17,12 +17,13 @@ from __future__ import annotations
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from rfengine.aggregation.compute import score_ranges
-from rfengine.aggregation.result import AggregationResult
+from rfengine.aggregation.result import AggregationResult, BlockPool
 from rfengine.aggregation.trust import TrustEstimate, evidence
 from rfengine.errors import Rejection
 from rfengine.ingest import ReadStats
@@ -70,8 +71,10 @@ def run_local(run: Run) -> TrustEstimate | None:
         lo, hi = plan.span(p)
         bar.update(hi - lo)
 
-    # partition p + 1 is computed while a writer thread writes partition p's outputs
+    # partition p + 1 is computed while a writer thread writes partition p's outputs, into
+    # the blocks partition p - 1's write gave back
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfengine-writer")
+    pool = BlockPool()
     pending: tuple[int, Future] | None = None
     files = run.work.files
     try:
@@ -79,10 +82,11 @@ def run_local(run: Run) -> TrustEstimate | None:
             if p in state.parts:
                 settle(p, state.parts[p])
                 continue
-            result, rejected = compute_part(run, p, bounds, trust)
+            result, rejected = compute_part(run, p, bounds, trust, pool)
             if pending is not None:
                 settle(pending[0], pending[1].result())
-            pending = (p, writer.submit(write_partition, files, p, result, rejected, run.options))
+            write = partial(write_partition, pool=pool)
+            pending = (p, writer.submit(write, files, p, result, rejected, run.options))
             del result, rejected
         if pending is not None:
             settle(pending[0], pending[1].result())
@@ -142,8 +146,10 @@ def compute_part(
     p: int,
     norm_bounds: dict[str, tuple[float, float]] | None = None,
     trust: TrustEstimate | None = None,
+    pool: BlockPool | None = None,
 ) -> tuple[AggregationResult, list[Rejection]]:
-    """The aggregate stage for partition ``p``, from its rows on disk."""
+    """The aggregate stage for partition ``p``, from its rows on disk (output blocks from
+    ``pool`` when given)."""
     lo, hi = run.plan.span(p)
     return aggregate_partition(
         run.reader,
@@ -155,6 +161,7 @@ def compute_part(
         norm_bounds=norm_bounds,
         trust=trust,
         regions=run.has_regions,
+        pool=pool,
     )
 
 

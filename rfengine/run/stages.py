@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rfengine.aggregation.compute import compute, score_ranges
-from rfengine.aggregation.result import AggregationResult, merge_ranges
+from rfengine.aggregation.result import AggregationResult, BlockPool, merge_ranges
 from rfengine.aggregation.trust import (
     Evidence,
     TrustEstimate,
@@ -80,6 +80,7 @@ def aggregate_partition(
     norm_bounds: dict[str, tuple[float, float]] | None = None,
     trust: TrustEstimate | None = None,
     regions: bool | None = None,
+    pool: BlockPool | None = None,
 ) -> tuple[AggregationResult, list[Rejection]]:
     """The aggregate stage on images ``lo:hi``: ``rows`` (validated, schema ``KEPT``) hold
     all their responses. Returns the partition's result, whose ``stats`` count the rows
@@ -108,6 +109,7 @@ def aggregate_partition(
         norm_bounds=norm_bounds,
         progress=progress,
         regions=regions,
+        pool=pool,
     )
     return replace(result, trust=trust), done.rejected
 
@@ -118,9 +120,11 @@ def write_partition(
     result: AggregationResult,
     rejected: list[Rejection],
     options: AggregateOptions,
+    pool: BlockPool | None = None,
 ) -> PartRecord:
     """The write stage for partition ``p`` into the work folder (in the writer thread, or a
-    Ray task); returns its record in the progress file."""
+    Ray task); returns its record in the progress file. With ``pool``, the result's output
+    blocks go back to it once written (the caller must not use the result after)."""
     targets: list[dict] = []
     if "dataset" in options.outputs:
         files.dataset_part(p).parent.mkdir(exist_ok=True)
@@ -130,6 +134,8 @@ def write_partition(
     write_rejections(rejected, files.rejected_part(p))
     if result.heatmap_reliability:
         np.savez(files.split_half(p), **result.heatmap_reliability)
+    if pool is not None:
+        pool.give(result.heatmaps)
     return {
         "targets": targets,
         "stats": result.stats.files,

@@ -111,3 +111,23 @@ def test_confidence_intervals_cover_the_true_mean(tmp_path):
     low, high = res.scores["style"].ci()
     coverage = float(((low <= mu) & (mu <= high)).mean())
     assert 0.92 <= coverage <= 0.97, coverage
+
+
+def test_a_block_pool_hands_back_written_blocks_of_the_same_shape():
+    import torch
+
+    from rfengine.aggregation.result import BlockPool
+
+    pool = BlockPool(limit=2)
+    a = pool.take((2, 3, 4), torch.float16)
+    maps = Heatmaps(2)
+    maps.add(np.arange(2), a)
+    pool.give({"coherence": maps})
+    assert pool.take((2, 3, 4), torch.float16) is a  # the same memory, reused
+    assert pool.take((2, 3, 4), torch.float16) is not a  # given once, taken once
+    pool.give({"coherence": maps})
+    b = pool.take((2, 3, 4), torch.float32)  # another dtype: a new block
+    assert b is not a and b.dtype == np.float32
+    for _ in range(5):
+        pool.give({"coherence": maps})
+    assert len(pool._free) == 2  # at most ``limit`` kept
