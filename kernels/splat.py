@@ -266,6 +266,11 @@ def _normalise(
     return coeff
 
 
+#: with ``into``, the product is made this many bytes of maps at a time (the last-level
+#: cache of a server CPU holds it between the product and its cast)
+INTO_BYTES = 8 << 20
+
+
 def splat_heatmaps(
     points: Points,
     out_size: tuple[int, int],
@@ -274,6 +279,7 @@ def splat_heatmaps(
     out: Tensor | None = None,
     scratch: Scratch | None = None,
     check: bool = True,
+    into: Tensor | None = None,
 ) -> Tensor:
     """Heatmaps of a batch of images of one output size: scaled means of max-normalised maps.
 
@@ -298,6 +304,10 @@ def splat_heatmaps(
         check: verify the preconditions above first (a ``ValueError`` or ``TypeError``
             naming the argument); the engine, whose ingest stage guarantees them, passes
             False.
+        into: optional ``(B, H, W)`` tensor of another dtype (float16) to cast the maps
+            into: the product is then made ``INTO_BYTES`` of maps at a time into a small
+            buffer and cast while it is still in the cache, and ``into`` is returned
+            (``out`` is not used).
 
     Returns:
         ``(B, H, W)`` heatmaps in ``px``'s dtype, values in [0, 1].
@@ -347,4 +357,11 @@ def splat_heatmaps(
     # 1.1e-19 (float32), so each point moves any pixel, and any maximum, by less.
     tiny = torch.finfo(f.gy.dtype).tiny ** 0.5
     gy = torch.nn.functional.threshold_(f.gy.mul_(coeff[:, None, :]), tiny, 0.0)
-    return torch.bmm(gy, f.gx, out=out)
+    if into is None:
+        return torch.bmm(gy, f.gx, out=out)
+    step = max(1, INTO_BYTES // (H * W * gy.element_size()))
+    buf = torch.empty((min(step, B), H, W), dtype=gy.dtype, device=gy.device)
+    for k in range(0, B, step):  # a chunk of images, cast while in the cache
+        m = min(step, B - k)
+        into[k : k + m].copy_(torch.bmm(gy[k : k + m], f.gx[k : k + m], out=buf[:m]))
+    return into

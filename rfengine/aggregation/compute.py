@@ -176,7 +176,7 @@ def aggregate_heatmaps(
             pts = rapidata_pixels(pts, np.repeat(w, len(pts)), np.repeat(h, len(pts)))
         weight = r.weight[c_resp] if preset == "default" else np.ones(len(c_resp))
         scale = weight / denom[r.image[c_resp]]
-        direct = device.type == "cpu" and dest.dtype == np.float32
+        direct = device.type == "cpu"  # into the block: float32 as is, float16 cast in cache
         if not direct and (buf is None or buf.shape[1:] != (h, w) or buf.shape[0] < len(members)):
             buf = None  # release the previous one first
             buf = torch.empty((len(members), h, w), device=device)
@@ -194,10 +194,11 @@ def aggregate_heatmaps(
             points,
             (h, w),
             preset,
-            # float32 on the CPU: the kernel writes the output block itself, no cast pass
+            # on the CPU the kernel writes the output block itself: no separate cast pass
             out=torch.from_numpy(dest) if direct else buf[: len(members)],
             scratch=scratch,
             check=False,  # the ingest stage guarantees the kernel's preconditions
+            into=torch.from_numpy(dest) if direct and dest.dtype != np.float32 else None,
         )
         if not direct:
             torch.from_numpy(dest).copy_(maps)  # to the host and the output dtype, in place

@@ -248,3 +248,38 @@ def test_check_false_skips_the_checks_the_engine_guarantees():
     assert float(right.max()) == pytest.approx(0.5)  # each annotator's map peaks at 1 x 0.5
     wrong = splat(**unsorted, check=False)
     assert float(wrong.max()) > 0.9
+
+
+@pytest.mark.parametrize("preset", ["default", "rapidata-2025"])
+def test_into_casts_chunk_by_chunk_to_the_same_maps(preset, monkeypatch):
+    """``into=``: the product made a few maps at a time and cast into a float16 tensor gives
+    exactly the float32 maps cast afterwards (chunks of one and of two images here)."""
+    import rfengine.kernels.splat as splat
+
+    rng = np.random.default_rng(3)
+    n_img, size = 5, (24, 24)
+    px, py, pi, pa, ai = [], [], [], [], []
+    for b in range(n_img):
+        for _ in range(int(rng.integers(1, 4))):
+            a = len(ai)
+            ai.append(b)
+            for _ in range(int(rng.integers(1, 4))):
+                x, y = rng.random(2)
+                px.append(x), py.append(y), pi.append(b), pa.append(a)
+    pts = Points(
+        torch.tensor(px, dtype=torch.float32),
+        torch.tensor(py, dtype=torch.float32),
+        torch.tensor(pi),
+        torch.tensor(pa),
+        torch.tensor(ai),
+        torch.full((len(ai),), 0.5),
+        torch.full((n_img,), 24),
+        torch.full((n_img,), 24),
+    )
+    want = splat_heatmaps(pts, size, preset).half()
+    for chunk in (1, 2):
+        monkeypatch.setattr(splat, "INTO_BYTES", chunk * 24 * 24 * 4)
+        into = torch.empty((n_img, *size), dtype=torch.float16)
+        got = splat_heatmaps(pts, size, preset, into=into)
+        assert got is into
+        assert torch.equal(got, want)
