@@ -71,17 +71,24 @@ def variance_prior(v: np.ndarray, df: np.ndarray) -> tuple[float, float]:
     return d0, v0
 
 
+def own_variance(std: np.ndarray, n_eff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, ``(variance, degrees of freedom)`` of its own ratings: the weighted standard
+    deviation ``std`` (``sqrt(sum w (r - mean)^2 / sum w)``) made unbiased,
+    ``std^2 n_eff / (n_eff - 1)``, on ``n_eff - 1`` degrees of freedom (0 and 0 where
+    ``n_eff <= 1``; NaN ``n_eff`` counts as 0)."""
+    ne = np.nan_to_num(n_eff, nan=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.where(ne > 1, np.nan_to_num(std) ** 2 * ne / np.maximum(ne - 1, 1e-12), 0.0)
+    return own, np.maximum(ne - 1, 0)
+
+
 def moderated(
     std: np.ndarray, n_eff: np.ndarray, prior: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, ``(variance, degrees of freedom)`` after moderation: the weighted standard
-    deviation ``std`` (``sqrt(sum w (r - mean)^2 / sum w)``) as an unbiased variance on
-    ``n_eff - 1`` degrees of freedom, combined with the prior; NaN ``n_eff`` counts as 0."""
+    """Per image, ``(variance, degrees of freedom)`` after moderation: its own variance
+    (``own_variance``) combined with the prior."""
     d0, v0 = prior
-    ne = np.nan_to_num(n_eff, nan=0.0)
-    own_df = np.maximum(ne - 1, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        own = np.where(ne > 1, np.nan_to_num(std) ** 2 * ne / np.maximum(ne - 1, 1e-12), 0.0)
+    own, own_df = own_variance(std, n_eff)
     return (d0 * v0 + own_df * own) / (d0 + own_df), d0 + own_df
 
 
@@ -192,6 +199,7 @@ __all__ = [
     "allocate",
     "grown_reliability",
     "moderated",
+    "own_variance",
     "per_annotator",
     "reliability_more",
     "score_half_width",

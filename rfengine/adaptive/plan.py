@@ -104,8 +104,7 @@ def _ratings(t: pa.Table, targets: Targets) -> tuple[list[dict], np.ndarray]:
     for c in CRITERIA:
         n, ne, std = _col(t, f"{c}_count", 0), _col(t, f"{c}_n_eff", 0), _col(t, f"{c}_std", 0)
         score = _col(t, f"{c}_score")
-        v_own = np.where(ne > 1, std**2 * ne / np.maximum(ne - 1, 1e-12), 0)
-        prior = est.variance_prior(v_own, np.maximum(ne - 1, 0))
+        prior = est.variance_prior(*est.own_variance(std, ne))
         var, df = est.moderated(std, ne, prior)
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = np.where(n > 0, ne / n, np.nan)
