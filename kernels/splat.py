@@ -360,7 +360,7 @@ def splat_heatmaps(
     if into is None:
         return torch.bmm(gy, f.gx, out=out)
     step = max(1, INTO_BYTES // (H * W * gy.element_size()))
-    buf = torch.empty((min(step, B), H, W), dtype=gy.dtype, device=gy.device)
+    buf = scratch_buffer(scratch, "into", (min(step, B), H, W), gy)
     for k in range(0, B, step):  # a chunk of images, cast while in the cache
         m = min(step, B - k)
         into[k : k + m].copy_(torch.bmm(gy[k : k + m], f.gx[k : k + m], out=buf[:m]))

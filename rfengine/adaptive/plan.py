@@ -298,7 +298,7 @@ def write_plan(table: pa.Table, path: str | Path, meta: dict[str, Any]) -> Path:
             tmp.unlink(missing_ok=True)
             raise
     elif ext == ".jsonl":
-        lines = (json.dumps(r, allow_nan=False, default=_nan) for r in _clean(table.to_pylist()))
+        lines = (json.dumps(r, allow_nan=False) for r in _clean(table.to_pylist()))
         write_atomic(path, "".join(line + "\n" for line in lines))
     else:
         raise InputError(f"{path}: a plan is .jsonl or .parquet")
@@ -311,10 +311,6 @@ def _clean(rows: list[dict]) -> list[dict]:
             if isinstance(v, float) and not np.isfinite(v):
                 r[k] = None
     return rows
-
-
-def _nan(v: Any) -> Any:
-    raise TypeError(f"not JSON: {v!r}")
 
 
 __all__ = ["META_KEY", "PLAN_SCHEMA", "Targets", "plan_more", "write_plan"]

@@ -127,9 +127,12 @@ def _lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def _server_tasks(server, project: int) -> list[dict]:
+    return server.api("GET", f"/api/tasks/?project={project}&page_size=100")["tasks"]
+
+
 def _tasks(server, project: int) -> dict[str, int]:
-    got = server.api("GET", f"/api/tasks/?project={project}&page_size=100")["tasks"]
-    return {t["data"]["image_id"]: t["id"] for t in got}
+    return {t["data"]["image_id"]: t["id"] for t in _server_tasks(server, project)}
 
 
 def _annotate(server, task: int, user: int, result: list, **extra) -> int:
@@ -324,7 +327,3 @@ def test_a_top_up_round_raises_just_the_planned_tasks(campaign, capsys):
     assert main(["campaign", "fetch", str(camp), "--out", str(again)]) == 0
     got = pq.read_table(again).to_pylist()
     assert sum(r["annotator_id"] == str(late["id"]) for r in got) == 3  # its three ratings
-
-
-def _server_tasks(server, project: int) -> list[dict]:
-    return server.api("GET", f"/api/tasks/?project={project}&page_size=100")["tasks"]
